@@ -1,0 +1,154 @@
+"""The ``mlx`` command. It imports nothing heavy: ``mlx --help`` must stay instant.
+
+Each sub-command is a Hydra application over the same config tree; this module checks the
+command line first (so that a typo fails in about a second, with a close match, before torch or
+Lightning load), then hands the arguments to Hydra unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass
+
+USAGE = """\
+usage: mlx COMMAND [overrides...] [--debug]
+
+An experiment is a composition of Hydra config groups; change anything with key=value.
+
+commands:
+  run     compose an experiment and run its stages (train, test; later stages when their
+          groups are set). `mlx run --help` lists the groups and their options.
+  eval    evaluate a checkpoint on the test split: mlx eval ckpt_path=PATH
+
+examples:
+  mlx run                                    train the default experiment (CNN on digits)
+  mlx run model=mlp data=breast_cancer trainer.max_epochs=3 seed=7
+  mlx run experiment=mnist_cnn
+  mlx run -m seed=1,2,3 model=mlp,cnn        a multirun
+  mlx run ckpt_path=outputs/run/runs/DATE/checkpoints/last.ckpt trainer.max_epochs=30
+  mlx eval ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt
+
+options:
+  --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
+  --version      print mlx's version
+  -h, --help     this message
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str  # the module holding the Hydra task function `main`
+    summary: str
+    preset: tuple[str, ...] = ()  # overrides put before the user's (the user's win)
+
+
+COMMANDS = {
+    "run": Command("mlx.run", "compose an experiment and run its stages"),
+    "eval": Command("mlx.evaluate", "evaluate a checkpoint on the test split", ("task_name=eval",)),
+}
+
+# Hydra flags after which no work is done, so there is nothing to check
+_INFO_FLAGS = {
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "-sc",
+    "--shell-completion",
+    "--version",
+}
+
+
+def _fail(message: str) -> int:
+    from rich.console import Console
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]mlx: error:[/bold red] {message}", markup=True
+    )
+    return 2
+
+
+def _check(argv: list[str]) -> None:
+    """Compose and validate every job of the command line; raises ConfigError."""
+    from hydra._internal.utils import get_args_parser
+
+    from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
+    from mlx.config.validate import check_command_line
+
+    args = get_args_parser().parse_args(argv)
+    if args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
+        return  # another config tree: the task checks it once Hydra has composed it
+    register_resolvers()
+    check_command_line(config_dir(), CONFIG_NAME, list(args.overrides), bool(args.multirun))
+
+
+def _completion(argv: list[str]) -> list[str]:
+    """Hydra's completion reads COMP_LINE as `APP overrides...`; drop mlx's sub-command word."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split(" ")
+    if len(words) > 1 and words[1] in COMMANDS:
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+        os.environ["COMP_POINT"] = str(len(os.environ["COMP_LINE"]))
+        return [words[1], *argv]
+    return ["run", *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mlx`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if argv[0] == "--version":
+        from mlx import __version__
+
+        print(f"mlx {__version__}")
+        return 0
+    if argv[0] in ("-sc", "--shell-completion"):
+        argv = _completion(argv)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        match = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" Did you mean '{match[0]}'?" if match else ""
+        return _fail(f"unknown command '{name}'. Commands: {', '.join(COMMANDS)}.{hint}")
+    if "--debug" in rest:
+        rest = [a for a in rest if a != "--debug"]
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    rest = [*COMMANDS[name].preset, *rest]
+    if not _INFO_FLAGS.intersection(rest):
+        from mlx.config.validate import ConfigError
+
+        try:
+            _check(rest)
+        except ConfigError as e:
+            return _fail(str(e))
+    return _launch(COMMANDS[name], rest)
+
+
+def _launch(command: Command, rest: list[str]) -> int:
+    import importlib
+
+    import hydra
+
+    from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
+
+    register_resolvers()
+    task = importlib.import_module(command.module).main
+    sys.argv = ["mlx", *rest]
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)(
+        task
+    )
+    app()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

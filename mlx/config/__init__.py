@@ -1,0 +1,1 @@
+"""Config handling: locating the config tree, static signature reading and validation."""

@@ -1,0 +1,73 @@
+"""mlx's own Lightning callbacks: the per-epoch history of the run record, and a config that
+travels inside every checkpoint so that ``mlx eval`` and resumed runs can rebuild the model."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+CHECKPOINT_KEY = "mlx"
+
+
+class HistoryCallback(pl.Callback):
+    """Appends one row per finished epoch (train and val metrics, lr, seconds) to a CSV file.
+
+    The file is rewritten whole at each epoch from memory, so it is never half-written.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if "/" in key and not key.startswith("test/"):
+                row[key] = float(value)
+        if trainer.optimizers:
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["seconds"] = round(time.perf_counter() - self._start, 4)
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        fields: list[str] = []
+        for row in self.rows:
+            fields += [k for k in row if k not in fields]
+        tmp = self.path.with_suffix(".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: _fmt(v) for k, v in row.items()})
+        tmp.replace(self.path)
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Stores the run's resolved config in each checkpoint under ``checkpoint["mlx"]``."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"config": self.config}

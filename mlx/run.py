@@ -1,0 +1,229 @@
+"""``mlx run``: the config becomes objects, the objects run their stages, the run leaves a record.
+
+Stages run in a fixed order: search -> train (fit, then test) -> compress -> analyse -> deploy.
+A stage whose config group is empty is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlx.config.locate import register_resolvers
+from mlx.config.validate import ConfigError, validate
+from mlx.record import Recorder, provenance
+
+log = logging.getLogger("mlx")
+
+# groups of the stages that later parts of mlx implement; empty groups skip their stage
+LATER_STAGES = {
+    "search": "search_space",
+    "compress": "compression",
+    "analyse": "analysis",
+    "deploy": "deployment",
+}
+
+register_resolvers()  # launchers that run jobs in other processes import this module first
+
+
+def main(cfg: DictConfig) -> float:
+    """Hydra task function of ``mlx run``: validate, run, return the objective's value."""
+    validate(cfg)
+    return run(cfg)
+
+
+def run(cfg: DictConfig) -> float:
+    """Train and test one configuration; returns ``objective.metric``'s best value."""
+    out = Path(cfg.paths.output_dir)
+    recorder = Recorder(
+        out,
+        OmegaConf.to_yaml(cfg, resolve=True),
+        provenance(command="run", seed=cfg.seed, overrides=job_overrides()),
+    )
+    with tracking_finished(), recorder:
+        with recorder.stage("setup"):
+            import pytorch_lightning as pl
+
+            quiet_lightning()
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            dm, model = build_data_and_model(cfg)
+            check_objective(cfg, model)
+            check_resume(cfg)
+            trainer = build_trainer(cfg, with_history=True)
+        skip_stages(cfg, ["search"])
+        with recorder.stage("train"):
+            trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+        fit_metrics = scalar_metrics(trainer)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        with recorder.stage("test"):
+            trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+        recorder.metrics = {
+            **fit_metrics,
+            **scalar_metrics(trainer),
+            "model/params": count_params(model),
+        }
+        recorder.objective = objective(cfg, trainer, recorder.metrics)
+        recorder.extra = run_summary(trainer, dm)
+        skip_stages(cfg, ["compress", "analyse", "deploy"])
+    print_summary(out, recorder)
+    return recorder.objective["value"]
+
+
+def job_overrides() -> list[str]:
+    """This job's own overrides (one job of a multirun has its own)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+@contextmanager
+def tracking_finished() -> Iterator[None]:
+    """Always close the W&B run, marking it failed on error, so the next job starts its own."""
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=0 if ok else 1)
+
+
+def quiet_lightning() -> None:
+    # in-memory batches need no loader workers: Lightning's advice does not apply
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def build_data_and_model(cfg: DictConfig) -> tuple[Any, Any]:
+    """The data module (set up, so its shapes are known) and the LightningModule."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    log.info("data: %s", dm.describe())
+    model = instantiate(cfg.model)(
+        input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
+    )
+    log.info("model: %s with %s parameters", type(model.net).__name__, f"{count_params(model):,}")
+    return dm, model
+
+
+def build_trainer(cfg: DictConfig, *, with_history: bool) -> Any:
+    """The Lightning Trainer with the configured callbacks, logger and mlx's own callbacks."""
+    from hydra.utils import instantiate
+
+    from mlx.engine import ConfigInCheckpoint, HistoryCallback
+
+    out = Path(cfg.paths.output_dir)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    if with_history:
+        callbacks.append(HistoryCallback(out / "history.csv"))
+    logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
+    trainer = instantiate(cfg.trainer)(callbacks=callbacks, logger=logger)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log.info(
+        "trainer: %s, %s logger, callbacks %s",
+        trainer.strategy.__class__.__name__,
+        type(logger).__name__ if logger else "no",
+        [type(c).__name__ for c in callbacks],
+    )
+    return trainer
+
+
+def count_params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def scalar_metrics(trainer: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if "/" in k}
+
+
+def check_objective(cfg: DictConfig, model: Any) -> None:
+    names = {f"{split}/{m}" for split in ("train", "val", "test") for m in model.metric_names()}
+    if cfg.objective.metric not in names:
+        raise ConfigError(
+            f"objective.metric '{cfg.objective.metric}' is not logged for a {model.task} task; choose one of {', '.join(sorted(names))}."
+        )
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuse to resume from a checkpoint whose network differs from the configured one."""
+    if cfg.ckpt_path is None:
+        return
+    from mlx.engine.checkpoint import saved_config
+
+    saved = saved_config(cfg.ckpt_path)
+    if saved is None:
+        return
+    now = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if saved["model"]["net"] != now:
+        diff = sorted(
+            k
+            for k in set(now) | set(saved["model"]["net"])
+            if now.get(k) != saved["model"]["net"].get(k)
+        )
+        raise ConfigError(
+            f"ckpt_path {cfg.ckpt_path} holds a different network: model.net differs in {', '.join(diff)}; resume with the checkpoint's model settings."
+        )
+
+
+def objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+    cb = trainer.checkpoint_callback
+    name, mode = cfg.objective.metric, cfg.objective.mode
+    value = metrics.get(name, float("nan"))
+    if cb is not None and cb.monitor == name and cb.best_model_score is not None:
+        value = float(cb.best_model_score)
+    return {"metric": name, "mode": mode, "value": value}
+
+
+def run_summary(trainer: Any, dm: Any) -> dict[str, Any]:
+    cb = trainer.checkpoint_callback
+    return {
+        "epochs": trainer.current_epoch,
+        "data": dm.describe(),
+        "checkpoints": {"best": cb.best_model_path or None, "last": cb.last_model_path or None}
+        if cb
+        else {},
+    }
+
+
+def skip_stages(cfg: DictConfig, stages: list[str]) -> None:
+    for stage in stages:
+        group = LATER_STAGES[stage]
+        if cfg.get(group):
+            raise ConfigError(
+                f"the {stage} stage ({group}={cfg[group]}) is not available in this version of mlx"
+            )
+        log.info("stage %s: skipped (%s is empty)", stage, group)
+
+
+def print_summary(out: Path, recorder: Recorder) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"run finished in {recorder.stages.get('train', 0) + recorder.stages.get('test', 0):.1f} s",
+        show_header=True,
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in recorder.metrics.items():
+        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"objective {recorder.objective['metric']} ({recorder.objective['mode']}) = {recorder.objective['value']:.4f}"
+    )
+    console.print(
+        f"outputs: [bold]{out.resolve()}[/bold] (metrics.json, history.csv, checkpoints/, config.yaml, provenance.json)"
+    )

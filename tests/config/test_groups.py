@@ -1,0 +1,86 @@
+"""Every option of every group composes, and every `_target_` binds to its signature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from mlx.config.locate import CONFIG_DIR
+from mlx.config.signature import static_signature
+from mlx.config.validate import validate
+from tests.conftest import compose_cfg
+
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+
+
+@pytest.fixture(scope="module")
+def table_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "table.csv"
+    rows = ["a,b,color,label"] + [
+        f"{i},{i * 0.5},{'red' if i % 2 else 'blue'},{i % 3}" for i in range(60)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def extra_for(group: str, option: str, table_csv: Path) -> list[str]:
+    if group == "data" and option == "csv":
+        return [f"data.source.path={table_csv}", "data.source.target=label"]
+    return []
+
+
+def test_every_group_has_options() -> None:
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "parallelism",
+        "input",
+        "tracking",
+        "paths",
+        "debug",
+        "callbacks",
+    ):
+        assert (group, "default") in OPTIONS or any(g == group for g, _ in OPTIONS), group
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_validates(
+    group: str, option: str, table_csv: Path, tmp_path: Path
+) -> None:
+    cfg = compose_cfg([f"{group}={option}", *extra_for(group, option, table_csv)], tmp_path)
+    validate(cfg)
+    assert OmegaConf.select(cfg, "hydra") is None or True
+
+
+def targets(node, path=""):
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path, node["_target_"]
+        for k, v in node.items():
+            yield from targets(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from targets(v, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_target_is_statically_readable(
+    group: str, option: str, table_csv: Path, tmp_path: Path
+) -> None:
+    cfg = compose_cfg([f"{group}={option}", *extra_for(group, option, table_csv)], tmp_path)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    found = list(targets(container))
+    assert found
+    for path, target in found:
+        sig = static_signature(target)
+        assert sig is not None, f"{path}: {target} has no readable signature"
+        node = OmegaConf.select(cfg, path)
+        for key in node:
+            if not str(key).startswith("_"):
+                assert key in sig.names or sig.var_kwargs, (
+                    f"{path}.{key} is not a parameter of {target}"
+                )
