@@ -230,6 +230,14 @@ def _check_version(data: dict[str, Any], path: Path) -> None:
         )
 
 
+def read_history(path: Path) -> list[dict[str, float]]:
+    """Rows of a ``history.csv`` (empty cells left out); [] when there is none."""
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
 def read_record(run_dir: str | Path) -> RunRecord:
     """Read and validate the run record in ``run_dir``.
 

@@ -61,16 +61,18 @@ def run(cfg: DictConfig) -> float:
         with recorder.stage("train"):
             trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
         fit_metrics = scalar_metrics(trainer)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # read before testing: testing restores the best checkpoint's callback state
+        recorder.extra = run_summary(trainer, dm, out)
+        recorder.objective = objective(cfg, trainer, fit_metrics)
+        best = recorder.extra["checkpoints"].get("best") or None
         with recorder.stage("test"):
-            trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+            trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
         recorder.metrics = {
             **fit_metrics,
             **scalar_metrics(trainer),
             "model/params": count_params(model),
         }
         recorder.objective = objective(cfg, trainer, recorder.metrics)
-        recorder.extra = run_summary(trainer, dm)
         skip_stages(cfg, ["compress", "analyse", "deploy"])
     print_summary(out, recorder)
     return recorder.objective["value"]
@@ -186,14 +188,26 @@ def objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[
     return {"metric": name, "mode": mode, "value": value}
 
 
-def run_summary(trainer: Any, dm: Any) -> dict[str, Any]:
+def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
+    """Epochs and checkpoints, read from what the run left on disk: with spawned DDP processes
+    the training state never comes back to this process, the files do."""
+    from mlx.record import HISTORY_FILE, read_history
+
+    history = read_history(out / HISTORY_FILE)
     cb = trainer.checkpoint_callback
+    last = [
+        Path(c.format_checkpoint_name({}))
+        for c in trainer.checkpoint_callbacks
+        if c.monitor is None
+    ]
     return {
-        "epochs": trainer.current_epoch,
+        "epochs_trained": len(history),
+        "last_epoch": int(history[-1]["epoch"]) if history else None,
         "data": dm.describe(),
-        "checkpoints": {"best": cb.best_model_path or None, "last": cb.last_model_path or None}
-        if cb
-        else {},
+        "checkpoints": {
+            "best": (cb.best_model_path or None) if cb else None,
+            "last": str(last[0]) if last and last[0].is_file() else None,
+        },
     }
 
 

@@ -342,10 +342,25 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         child = body._get_node(key)
         if isinstance(child, DictConfig | ListConfig):
             _walk(child, str(key), errors)
+    _check_combinations(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
     if errors:
         raise ConfigError(_paragraph(errors))
+
+
+def _check_combinations(cfg: Any, errors: list[str]) -> None:
+    """Group options that each work but break together."""
+    from omegaconf import OmegaConf
+
+    spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
+    logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
+    if spawned and logger.endswith("CSVLogger"):
+        errors.append(
+            "tracking=csv cannot be used with spawned DDP processes (parallelism=ddp): Lightning's "
+            "CSV logger cannot add the test metrics to the file the training processes wrote. Use "
+            "tracking=wandb or tracking=none; the run record's history.csv still holds every epoch."
+        )
 
 
 def _check_source(cfg: Any, errors: list[str]) -> None:

@@ -23,13 +23,15 @@ class HistoryCallback(pl.Callback):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
-        self._start = 0.0
+        self._start: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        # resuming from a checkpoint taken at validation end closes that epoch again without
+        # training it: only epochs that started in this process get a row
+        if trainer.sanity_checking or not trainer.is_global_zero or self._start is None:
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in sorted(trainer.callback_metrics.items()):
@@ -38,6 +40,7 @@ class HistoryCallback(pl.Callback):
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["seconds"] = round(time.perf_counter() - self._start, 4)
+        self._start = None
         self.rows.append(row)
         self._write()
 

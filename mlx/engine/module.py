@@ -55,7 +55,7 @@ class LitModel(pl.LightningModule):
             from torchmetrics.regression import R2Score
 
             # R2 is not a mean over batches, so it needs a stateful metric per split
-            self.r2 = nn.ModuleDict({s: R2Score() for s in ("train", "val", "test")})
+            self.r2 = nn.ModuleDict({f"{s}_r2": R2Score() for s in ("train", "val", "test")})
 
     def metric_names(self) -> tuple[str, ...]:
         """The metric names logged under each split for this task."""
@@ -78,8 +78,9 @@ class LitModel(pl.LightningModule):
             self.log(
                 f"{split}/mae", (pred - y).abs().mean(), on_step=False, on_epoch=True, batch_size=n
             )
-            self.r2[split](pred.detach(), y)
-            self.log(f"{split}/r2", self.r2[split], on_step=False, on_epoch=True, prog_bar=True)
+            r2 = self.r2[f"{split}_r2"]
+            r2(pred.detach(), y)
+            self.log(f"{split}/r2", r2, on_step=False, on_epoch=True, prog_bar=True)
         self.log(
             f"{split}/loss",
             loss,

@@ -119,3 +119,7 @@ def test_debug_flag_keeps_traceback(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "Traceback" in res.stderr
     assert "model.lr" in res.stderr
+
+
+def test_csv_logger_with_spawned_ddp(tmp_path: Path) -> None:
+    check_error(["parallelism=ddp", "tracking=csv"], "tracking=csv", "tracking=wandb", cwd=tmp_path)

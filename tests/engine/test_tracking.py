@@ -42,6 +42,10 @@ def read_wandb_log(run_dir: Path) -> list:
     return parsed
 
 
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
 def summarise(records: list) -> dict:
     out: dict = {"history": [], "config": {}, "summary": {}, "exit": None}
     for r in records:
@@ -52,17 +56,13 @@ def summarise(records: list) -> dict:
                 r.run.job_type,
                 list(r.run.tags),
             )
-            out["config"].update({i.key: json.loads(i.value_json) for i in r.run.config.update})
+            out["config"].update({_key(i): json.loads(i.value_json) for i in r.run.config.update})
         elif kind == "config":
-            out["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
+            out["config"].update({_key(i): json.loads(i.value_json) for i in r.config.update})
         elif kind == "history":
-            out["history"].append(
-                {i.key: json.loads(i.value_json) for i in r.history.item if i.key}
-            )
+            out["history"].append({_key(i): json.loads(i.value_json) for i in r.history.item})
         elif kind == "summary":
-            out["summary"].update(
-                {i.key: json.loads(i.value_json) for i in r.summary.update if i.key}
-            )
+            out["summary"].update({_key(i): json.loads(i.value_json) for i in r.summary.update})
         elif kind == "exit":
             out["exit"] = r.exit.exit_code
     return out
