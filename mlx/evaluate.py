@@ -60,7 +60,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> float:
         with recorder.stage("setup"):
             quiet_lightning()
             dm, model = build_data_and_model(cfg)
-            trainer = build_trainer(cfg, with_history=False)
+            trainer = build_trainer(cfg, training=False)
         with recorder.stage("test"):
             trainer.test(model, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)
         recorder.metrics = {**scalar_metrics(trainer), "model/params": count_params(model)}

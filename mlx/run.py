@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> float:
             dm, model = build_data_and_model(cfg)
             check_objective(cfg, model)
             check_resume(cfg)
-            trainer = build_trainer(cfg, with_history=True)
+            trainer = build_trainer(cfg, training=True)
         skip_stages(cfg, ["search"])
         with recorder.stage("train"):
             trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -98,10 +98,19 @@ def tracking_finished() -> Iterator[None]:
             wandb.finish(exit_code=0 if ok else 1)
 
 
+class _NoAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
 def quiet_lightning() -> None:
-    # in-memory batches need no loader workers: Lightning's advice does not apply
+    """Silence Lightning's advice that does not apply to mlx runs."""
+    # in-memory batches need no loader workers
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdverts())
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[Any, Any]:
@@ -118,17 +127,21 @@ def build_data_and_model(cfg: DictConfig) -> tuple[Any, Any]:
     return dm, model
 
 
-def build_trainer(cfg: DictConfig, *, with_history: bool) -> Any:
-    """The Lightning Trainer with the configured callbacks, logger and mlx's own callbacks."""
+def build_trainer(cfg: DictConfig, *, training: bool) -> Any:
+    """The Lightning Trainer with the configured callbacks, logger and mlx's own callbacks;
+    without ``training``, only the callbacks that matter for testing (no checkpoints)."""
     from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from mlx.engine import ConfigInCheckpoint, HistoryCallback
 
     out = Path(cfg.paths.output_dir)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
-    if with_history:
+    if training:
+        callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
         callbacks.append(HistoryCallback(out / "history.csv"))
+    else:
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint | EarlyStopping)]
     logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
     trainer = instantiate(cfg.trainer)(callbacks=callbacks, logger=logger)
     if logger:
@@ -238,6 +251,11 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     console.print(
         f"objective {recorder.objective['metric']} ({recorder.objective['mode']}) = {recorder.objective['value']:.4f}"
     )
-    console.print(
-        f"outputs: [bold]{out.resolve()}[/bold] (metrics.json, history.csv, checkpoints/, config.yaml, provenance.json)"
+    files = ", ".join(
+        sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in out.iterdir()
+            if not p.name.startswith(".")
+        )
     )
+    console.print(f"outputs: [bold]{out.resolve()}[/bold] ({files})")

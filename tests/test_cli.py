@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MLX, run_cli
+from tests.engine.test_tracking import read_wandb_log, summarise
 
 FAST = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "tracking=none"]
 
@@ -74,13 +75,14 @@ def test_shell_completion(tmp_path: Path) -> None:
 
 def test_multirun_with_basic_sweeper(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
+    quiet = [a for a in FAST if not a.startswith("tracking")]  # W&B on: each job is its own run
     res = run_cli(
         "run",
         "-m",
         "seed=1,2",
         "model=mlp,cnn",
-        "debug=fdr",
-        *FAST,
+        "debug=limit",
+        *quiet,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
@@ -93,7 +95,10 @@ def test_multirun_with_basic_sweeper(tmp_path: Path) -> None:
         prov = json.loads((job / "provenance.json").read_text())
         assert summary["status"] == "completed"
         combos.add(tuple(sorted(o for o in prov["overrides"] if o.startswith(("seed=", "model=")))))
-        assert prov["reproduce"].startswith("mlx run ") and "debug=fdr" in prov["reproduce"]
+        assert prov["reproduce"].startswith("mlx run ") and "debug=limit" in prov["reproduce"]
+        (wandb_run,) = (job / "wandb").glob("offline-run-*")
+        logged = summarise(read_wandb_log(wandb_run))
+        assert logged["group"] == "sweep" and logged["exit"] == 0  # the multirun folder's name
     assert len(combos) == 4
 
 

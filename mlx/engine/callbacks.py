@@ -15,34 +15,51 @@ CHECKPOINT_KEY = "mlx"
 
 
 class HistoryCallback(pl.Callback):
-    """Appends one row per finished epoch (train and val metrics, lr, seconds) to a CSV file.
+    """Writes one row per finished epoch (train and val metrics, lr, seconds) to a CSV file.
 
-    The file is rewritten whole at each epoch from memory, so it is never half-written.
+    An epoch's row is taken when the next epoch starts or fitting ends: by then the module has
+    logged the epoch's train metrics (modules log after callbacks' epoch-end hooks), validation
+    and checkpointing are done, and ``seconds`` covers all of it. The file is rewritten whole from
+    memory each time, so it is never half-written.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
-        self._start: float | None = None
+        self._open: tuple[int, float] | None = None  # (epoch, start) begun in this process
+        self._lr: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._close(trainer)
+        self._open = (trainer.current_epoch, time.perf_counter())
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close(trainer)
+
+    def _close(self, trainer: pl.Trainer) -> None:
         # resuming from a checkpoint taken at validation end closes that epoch again without
         # training it: only epochs that started in this process get a row
-        if trainer.sanity_checking or not trainer.is_global_zero or self._start is None:
+        if self._open is None or not trainer.is_global_zero:
+            self._open = None
             return
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        epoch, start = self._open
+        self._open = None
+        row: dict[str, Any] = {"epoch": epoch, "step": trainer.global_step}
         for key, value in sorted(trainer.callback_metrics.items()):
             if "/" in key and not key.startswith("test/"):
                 row[key] = float(value)
-        if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        row["seconds"] = round(time.perf_counter() - self._start, 4)
-        self._start = None
+        if self._lr is not None:
+            row["lr"] = self._lr
+        row["seconds"] = round(time.perf_counter() - start, 4)
         self.rows.append(row)
         self._write()
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx == 0 and trainer.optimizers:
+            # the rate this epoch trained with (schedulers step when the epoch ends)
+            self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def _write(self) -> None:
         fields: list[str] = []

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Interval
 from torch import Tensor, nn
 
+SPLITS = ("train", "val", "test")
+
 
 class LitModel(pl.LightningModule):
     """Wraps a network with its loss, metrics and optimizer.
@@ -51,11 +53,22 @@ class LitModel(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
-        if task == "regression":
-            from torchmetrics.regression import R2Score
+        # Epoch metrics accumulate in torchmetrics objects (exact weighted means, synced across
+        # DDP processes) and are logged once per epoch: a `self.log` call per step costs more
+        # than a small model's step.
+        from torchmetrics import MeanMetric
 
-            # R2 is not a mean over batches, so it needs a stateful metric per split
-            self.r2 = nn.ModuleDict({f"{s}_r2": R2Score() for s in ("train", "val", "test")})
+        metrics: dict[str, nn.Module] = {}
+        for split in SPLITS:
+            metrics[f"{split}_loss"] = MeanMetric()
+            if task == "classification":
+                metrics[f"{split}_acc"] = MeanMetric()
+            else:
+                from torchmetrics.regression import R2Score
+
+                metrics[f"{split}_mae"] = MeanMetric()
+                metrics[f"{split}_r2"] = R2Score()
+        self.epoch_metrics = nn.ModuleDict(metrics)
 
     def metric_names(self) -> tuple[str, ...]:
         """The metric names logged under each split for this task."""
@@ -68,28 +81,33 @@ class LitModel(pl.LightningModule):
         x, y = batch  # (B, *input_shape), (B,)
         out = self.net(x)  # (B, num_outputs)
         n = y.shape[0]
+        m = self.epoch_metrics
         if self.task == "classification":
             loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
-            acc = (out.argmax(dim=1) == y).float().mean()
-            self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            m[f"{split}_acc"].update((out.argmax(dim=1) == y).float().mean(), n)
         else:
             pred = out.squeeze(-1)  # (B,)
             loss = F.mse_loss(pred, y)
-            self.log(
-                f"{split}/mae", (pred - y).abs().mean(), on_step=False, on_epoch=True, batch_size=n
-            )
-            r2 = self.r2[f"{split}_r2"]
-            r2(pred.detach(), y)
-            self.log(f"{split}/r2", r2, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(
-            f"{split}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=split != "test",
-            batch_size=n,
-        )
+            m[f"{split}_mae"].update((pred - y).abs().mean().detach(), n)
+            m[f"{split}_r2"].update(pred.detach(), y)
+        m[f"{split}_loss"].update(loss.detach(), n)
         return loss
+
+    def _log_epoch(self, split: str) -> None:
+        for name in self.metric_names():
+            metric = self.epoch_metrics[f"{split}_{name}"]
+            if metric.update_called:
+                self.log(f"{split}/{name}", metric.compute(), prog_bar=split != "test")
+            metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
