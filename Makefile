@@ -37,7 +37,9 @@ format: setup
 	$(BIN)/ruff format .
 
 bench: setup
-	$(BIN)/python benchmarks/overhead.py $(ARGS)
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/strategy_quality.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

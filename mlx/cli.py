@@ -21,6 +21,8 @@ commands:
   run     compose an experiment and run its stages (train, test; later stages when their
           groups are set). `mlx run --help` lists the groups and their options.
   eval    evaluate a checkpoint on the test split: mlx eval ckpt_path=PATH
+  sweep   run a sweep file of sweeps/: mlx sweep NAME [overrides] (= mlx run -m sweep=NAME);
+          mlx sweep status DIR prints a sweep folder's trials and best trial(s)
 
 examples:
   mlx run                                    train the default experiment (CNN on digits)
@@ -29,6 +31,9 @@ examples:
   mlx run -m seed=1,2,3 model=mlp,cnn        a multirun
   mlx run ckpt_path=outputs/run/runs/DATE/checkpoints/last.ckpt trainer.max_epochs=30
   mlx eval ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt
+  mlx sweep digits_tpe                       a TPE search; re-run the same command to resume
+  mlx run -m hydra/sweeper=mlx strategy=tpe model.lr='tag(log,interval(1e-4,1e-1))'
+  mlx sweep status outputs/sweeps/digits_tpe
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
@@ -47,6 +52,7 @@ class Command:
 COMMANDS = {
     "run": Command("mlx.run", "compose an experiment and run its stages"),
     "eval": Command("mlx.evaluate", "evaluate a checkpoint on the test split", ("task_name=eval",)),
+    "sweep": Command("mlx.run", "run a sweep file: mlx sweep NAME (= mlx run -m sweep=NAME)"),
 }
 
 # Hydra flags after which no work is done, so there is nothing to check
@@ -119,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         match = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" Did you mean '{match[0]}'?" if match else ""
         return _fail(f"unknown command '{name}'. Commands: {', '.join(COMMANDS)}.{hint}")
+    if name == "sweep":
+        if rest[:1] == ["status"]:
+            return _sweep_status(rest[1:])
+        if not rest or rest[0].startswith("-") or "=" in rest[0]:
+            return _fail(
+                f"mlx sweep needs a sweep name first: mlx sweep NAME [overrides] ({', '.join(_sweep_names())})."
+            )
+        rest = ["-m", f"sweep={rest[0]}", *rest[1:]]
     if "--debug" in rest:
         rest = [a for a in rest if a != "--debug"]
         os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -131,6 +145,24 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             return _fail(str(e))
     return _launch(COMMANDS[name], rest)
+
+
+def _sweep_names() -> list[str]:
+    from mlx.config.locate import config_dir
+
+    return sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
+
+
+def _sweep_status(args: list[str]) -> int:
+    if len(args) != 1:
+        return _fail("usage: mlx sweep status DIR (a sweep folder, e.g. outputs/sweeps/digits_tpe)")
+    from mlx.sweep.results import SweepStatusError, status
+
+    try:
+        status(args[0])
+    except SweepStatusError as e:
+        return _fail(str(e))
+    return 0
 
 
 def _launch(command: Command, rest: list[str]) -> int:

@@ -5,7 +5,7 @@ A run folder holds:
 - ``config.yaml``: the resolved config the run used;
 - ``provenance.json``: git SHA and dirty flag, package versions, seed, host, the exact command line
   and a command that reproduces this run alone (written when the run starts);
-- ``metrics.json``: status (``completed`` or ``failed``), final ``split/name`` metrics, the
+- ``metrics.json``: status (``completed``, ``pruned`` for a sweep trial stopped early, or ``failed``), final ``split/name`` metrics, the
   objective, wall time per stage, checkpoints, and the error text of a failed run (written when
   the run ends, whatever the ending);
 - ``history.csv``: one row per epoch (written by the engine as epochs finish).
@@ -182,7 +182,8 @@ class Recorder:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            self.status = "completed"
+            # a trial stopped early by its sweep's pruner ends "pruned", not "completed"
+            self.status = "pruned" if self.status == "pruned" else "completed"
         else:
             self.status = "failed"
             self.error = "".join(traceback.format_exception_only(exc_type, exc)).strip()
@@ -212,7 +213,7 @@ class RunRecord:
     """A run record read back from disk."""
 
     run_dir: Path
-    status: str  # completed | failed | interrupted
+    status: str  # completed | pruned | failed | interrupted
     config: dict[str, Any]
     provenance: dict[str, Any]
     metrics: dict[str, float]

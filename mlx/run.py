@@ -36,6 +36,7 @@ register_resolvers()  # launchers that run jobs in other processes import this m
 def main(cfg: DictConfig) -> float:
     """Hydra task function of ``mlx run``: validate, run, return the objective's value."""
     validate(cfg)
+    search_stage(cfg)
     return run(cfg)
 
 
@@ -57,22 +58,28 @@ def run(cfg: DictConfig) -> float:
             check_objective(cfg, model)
             check_resume(cfg)
             trainer = build_trainer(cfg, training=True)
-        skip_stages(cfg, ["search"])
         with recorder.stage("train"):
             trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
         fit_metrics = scalar_metrics(trainer)
         # read before testing: testing restores the best checkpoint's callback state
         recorder.extra = run_summary(trainer, dm, out)
         recorder.objective = objective(cfg, trainer, fit_metrics)
-        best = recorder.extra["checkpoints"].get("best") or None
-        with recorder.stage("test"):
-            trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
-        recorder.metrics = {
-            **fit_metrics,
-            **scalar_metrics(trainer),
-            "model/params": count_params(model),
-        }
-        recorder.objective = objective(cfg, trainer, recorder.metrics)
+        recorder.metrics = {**fit_metrics, "model/params": count_params(model)}
+        if (epoch := pruned_epoch(trainer)) is not None:
+            # the sweep's pruner stopped this trial: no test, the record says so
+            recorder.status = "pruned"
+            recorder.extra["pruned_at_epoch"] = epoch
+            log.info("trial pruned at epoch %d by the sweep's pruner", epoch)
+        else:
+            best = recorder.extra["checkpoints"].get("best") or None
+            with recorder.stage("test"):
+                trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+            recorder.metrics = {
+                **fit_metrics,
+                **scalar_metrics(trainer),
+                "model/params": count_params(model),
+            }
+            recorder.objective = objective(cfg, trainer, recorder.metrics)
         skip_stages(cfg, ["compress", "analyse", "deploy"])
     print_summary(out, recorder)
     return recorder.objective["value"]
@@ -140,6 +147,8 @@ def build_trainer(cfg: DictConfig, *, training: bool) -> Any:
     if training:
         callbacks.append(ConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
         callbacks.append(HistoryCallback(out / "history.csv"))
+        if (pruning := trial_pruning(cfg)) is not None:
+            callbacks.append(pruning)
     else:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint | EarlyStopping)]
     logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
@@ -153,6 +162,44 @@ def build_trainer(cfg: DictConfig, *, training: bool) -> Any:
         [type(c).__name__ for c in callbacks],
     )
     return trainer
+
+
+def search_stage(cfg: DictConfig) -> None:
+    """The search stage belongs to the sweeper: a trial of a sweep skips it; a plain run with a
+    search space is told how to run the sweep."""
+    if cfg.get("trial") is not None:
+        log.info("stage search: trial %s of a sweep", cfg.trial.number)
+    elif cfg.get("search_space") is not None:
+        raise ConfigError(
+            "search_space is searched by a sweep: run it with `mlx run -m hydra/sweeper=mlx strategy=NAME ...` or `mlx sweep NAME`."
+        )
+    else:
+        log.info("stage search: skipped (search_space is empty)")
+
+
+def trial_pruning(cfg: DictConfig) -> Any:
+    """The pruning callback of a sweep trial whose estimation or strategy has a pruner."""
+    if cfg.get("trial") is None:
+        return None
+    from hydra.utils import instantiate
+
+    pruner_cfg = OmegaConf.select(cfg, "estimation.pruner") or OmegaConf.select(
+        cfg, "strategy.pruner"
+    )
+    if pruner_cfg is None:
+        return None
+    from mlx.sweep.trial import TrialHandle, TrialPruning
+
+    handle = TrialHandle(**OmegaConf.to_container(cfg.trial, resolve=True))
+    return TrialPruning(handle, instantiate(pruner_cfg), cfg.objective.metric)
+
+
+def pruned_epoch(trainer: Any) -> int | None:
+    if "mlx.sweep.trial" not in sys.modules:
+        return None
+    from mlx.sweep.trial import pruned_at
+
+    return pruned_at(trainer)
 
 
 def count_params(model: Any) -> int:

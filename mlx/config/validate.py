@@ -57,6 +57,7 @@ TOP_LEVEL: dict[str, str] = {
     "task_name": "Annotated[str, MinLen(1)]",
     "seed": "Annotated[int, Ge(0)]",
     "ckpt_path": "Optional[str]",
+    "trial": "Optional[dict]",
 }
 
 
@@ -90,8 +91,15 @@ def job_override_sets(overrides: list[str], multirun: bool) -> list[list[str]]:
     if not multirun:
         return [overrides]
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "hydra.cc" not in ln]
+        raise ConfigError(
+            " ".join(lines) + " (see `mlx run --help` for the override grammar)."
+        ) from None
     choices: list[list[str]] = []
     for o in parsed:
         if o.is_sweep_override() and not o.is_interval_sweep():
@@ -392,11 +400,23 @@ def check_command_line(
 ) -> None:
     """Compose and validate every job a command line would run; raise :class:`ConfigError`."""
     seen: set[tuple[str, ...]] = set()
-    for job in job_override_sets(overrides, multirun):
+    for i, job in enumerate(job_override_sets(overrides, multirun)):
         if tuple(job) in seen:
             continue
         seen.add(tuple(job))
-        validate(compose_checked(config_dir, config_name, job))
+        cfg = compose_checked(config_dir, config_name, job)
+        if i == 0 and multirun:
+            from mlx.sweep.sweeper import SweepError, check_sweep_config, is_mlx_sweeper
+
+            if is_mlx_sweeper(cfg):
+                try:
+                    check_sweep_config(cfg, overrides)
+                except SweepError as e:
+                    raise ConfigError(str(e)) from None
+                # a sweep's jobs are its trials: the sweeper checks their values
+                validate(cfg)
+                return
+        validate(cfg)
 
 
 __all__ = [

@@ -58,15 +58,17 @@ class LitModel(pl.LightningModule):
         # than a small model's step.
         from torchmetrics import MeanMetric
 
+        # nan_strategy="disable": a NaN loss must reach the epoch mean (and fail the run there)
+        # rather than be dropped, and it skips a per-step NaN scan
         metrics: dict[str, nn.Module] = {}
         for split in SPLITS:
-            metrics[f"{split}_loss"] = MeanMetric()
+            metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")
             if task == "classification":
-                metrics[f"{split}_acc"] = MeanMetric()
+                metrics[f"{split}_acc"] = MeanMetric(nan_strategy="disable")
             else:
                 from torchmetrics.regression import R2Score
 
-                metrics[f"{split}_mae"] = MeanMetric()
+                metrics[f"{split}_mae"] = MeanMetric(nan_strategy="disable")
                 metrics[f"{split}_r2"] = R2Score()
         self.epoch_metrics = nn.ModuleDict(metrics)
 
@@ -97,7 +99,12 @@ class LitModel(pl.LightningModule):
         for name in self.metric_names():
             metric = self.epoch_metrics[f"{split}_{name}"]
             if metric.update_called:
-                self.log(f"{split}/{name}", metric.compute(), prog_bar=split != "test")
+                value = metric.compute()
+                if name == "loss" and not torch.isfinite(value):
+                    raise FloatingPointError(
+                        f"{split}/loss is {float(value)} at epoch {self.current_epoch}: training diverged (lower model.lr or clip gradients with trainer.gradient_clip_val)"
+                    )
+                self.log(f"{split}/{name}", value, prog_bar=split != "test")
             metric.reset()
 
     def on_train_epoch_end(self) -> None:

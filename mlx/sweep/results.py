@@ -1,0 +1,283 @@
+"""What a sweep leaves besides its ledger: ``trials.csv``, ``sweep.json``, a results table and
+the best configuration as an experiment file. ``mlx sweep status DIR`` reads them back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlx.record import write_json, write_text
+
+FORMAT = "mlx.sweep"
+VERSION = 1
+TRIALS_FILE = "trials.csv"
+SUMMARY_FILE = "sweep.json"
+
+
+def _seconds(t: Any) -> float | None:
+    if t.datetime_start and t.datetime_complete:
+        return round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
+    return None
+
+
+def best_trials(study: Any, plan: Any) -> list[Any]:
+    from optuna.trial import TrialState
+
+    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+        return []
+    return [study.best_trial] if len(plan.objectives) == 1 else list(study.best_trials)
+
+
+def trial_rows(study: Any, plan: Any) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.trials:
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower()}
+        for i, o in enumerate(plan.objectives):
+            row[o.metric] = t.values[i] if t.values and t.state.name == "COMPLETE" else None
+        row["seconds"] = _seconds(t)
+        for name, value in plan.space.from_optuna_params(t.params).items():
+            row[name] = value
+        row["pruned_at_epoch"] = t.user_attrs.get("pruned_at_epoch")
+        row["error"] = t.user_attrs.get("error")
+        row["output_dir"] = t.user_attrs.get("output_dir")
+        rows.append(row)
+    return rows
+
+
+def write_results(study: Any, plan: Any, n_trials: int, stop_reason: str | None = None) -> None:
+    """Rewrite ``trials.csv`` and ``sweep.json`` (atomically) from the ledger."""
+    rows = trial_rows(study, plan)
+    columns = (
+        ["number", "state"]
+        + [o.metric for o in plan.objectives]
+        + ["seconds"]
+        + plan.space.names
+        + ["pruned_at_epoch", "error", "output_dir"]
+    )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    write_text(plan.sweep_dir / TRIALS_FILE, buf.getvalue())
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    best = [
+        {
+            "number": t.number,
+            "values": dict(zip([o.metric for o in plan.objectives], t.values, strict=True)),
+            "params": plan.space.from_optuna_params(t.params),
+            "output_dir": t.user_attrs.get("output_dir"),
+        }
+        for t in best_trials(study, plan)
+    ]
+    write_json(
+        plan.sweep_dir / SUMMARY_FILE,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": plan.name,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "n_trials": n_trials,
+            "counts": counts,
+            "stopped": stop_reason,
+            "objectives": [{"metric": o.metric, "mode": o.mode} for o in plan.objectives],
+            "strategy": plan.strategy_cfg,
+            "estimation": plan.estimation_cfg,
+            "search_space": plan.space.describe(),
+            "fixed_overrides": plan.base + plan.fidelity,
+            "best": best,
+        },
+    )
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def print_results(study: Any, plan: Any) -> None:
+    rows = trial_rows(study, plan)
+    best = {t.number for t in best_trials(study, plan)}
+    print_table(rows, [o.metric for o in plan.objectives], plan.space.names, best, plan.name)
+
+
+def print_table(
+    rows: list[dict[str, Any]], metrics: list[str], params: list[str], best: set[int], title: str
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep {title}: {len(rows)} trial(s)")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for m in metrics:
+        table.add_column(m, justify="right", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
+    for header in short_names(params):
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        style = "bold green" if row["number"] in best else None
+        cells = [str(row["number"]) + (" *" if row["number"] in best else ""), row["state"]]
+        cells += [_fmt(row.get(m)) for m in metrics]
+        cells.append(_fmt(row.get("seconds"), 1))
+        cells += [_fmt(row.get(p)) for p in params]
+        table.add_row(*cells, style=style)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 200))  # a log file: do not fold the table
+    console.print(table)
+    if best:
+        kind = "best trial" if len(metrics) == 1 else "Pareto front"
+        console.print(f"{kind} (*): {', '.join(str(b) for b in sorted(best))}")
+
+
+def short_names(names: list[str]) -> list[str]:
+    """The shortest dotted suffix of each name that is still unique (``model.net.hidden`` ->
+    ``hidden``), to keep the table narrow."""
+    out = []
+    for name in names:
+        parts = name.lstrip("+").removesuffix("._target_").split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            short = ".".join(parts[i:])
+            if sum(n.lstrip("+").removesuffix("._target_").endswith(short) for n in names) == 1:
+                break
+        out.append(short.strip("_") or name)
+    return out
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if digits != 1 else f"{value:.1f}"
+    if isinstance(value, str) and value.count(".") >= 2 and " " not in value:
+        return value.rpartition(".")[2]  # a dotted class path: its class name
+    return str(value)
+
+
+# ---- the best configuration as an experiment --------------------------------------------------
+
+
+def experiment_yaml(
+    overrides: list[str], groups: set[str], header: str, choices: dict[str, str] | None = None
+) -> str:
+    """An experiment file (``# @package _global_``) that selects ``choices`` (group -> option)
+    and applies ``overrides``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    chosen = dict(choices or {})
+    body = OmegaConf.create({})
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        if key == "trial" or key.startswith("hydra.") or key in ("sweep", "experiment"):
+            continue
+        value = o.value()
+        if key in groups:
+            chosen[key] = value
+        else:
+            OmegaConf.update(body, key, value, force_add=True)
+    text = f"# @package _global_\n{header}"
+    defaults = [{f"override /{group}": option} for group, option in chosen.items()]
+    if defaults:
+        text += OmegaConf.to_yaml(OmegaConf.create({"defaults": defaults}))
+    if len(body):
+        text += OmegaConf.to_yaml(body)
+    return text
+
+
+def export_best(
+    study: Any, plan: Any, export_dir: str | None, choices: dict[str, str] | None = None
+) -> list[Path]:
+    """Write each best trial as ``<sweep>_best.yaml`` (``_pareto_<n>`` with several objectives)."""
+    from mlx.config.locate import config_dir
+    from mlx.sweep.space import override_value
+
+    trials = best_trials(study, plan)
+    if not trials:
+        return []
+    folder = Path(export_dir) if export_dir else config_dir() / "experiment"
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = set(_groups(config_dir()))
+    written = []
+    for t in trials:
+        values = plan.space.from_optuna_params(t.params)
+        overrides = [
+            *plan.base,
+            *plan.fidelity,
+            *(f"{k}={override_value(v)}" for k, v in values.items()),
+        ]
+        scores = ", ".join(
+            f"{o.metric}={v:.4g}" for o, v in zip(plan.objectives, t.values, strict=True)
+        )
+        header = (
+            f"# trial {t.number} of sweep {plan.name} ({scores}); written by the mlx sweeper\n"
+            f"# from {plan.sweep_dir}. Reproduce: mlx run experiment=STEM\n"
+        )
+        stem = f"{plan.name}_best" if len(trials) == 1 else f"{plan.name}_pareto_{t.number}"
+        path = folder / f"{stem}.yaml"
+        write_text(path, experiment_yaml(overrides, groups, header.replace("STEM", stem), choices))
+        written.append(path)
+    return written
+
+
+def _groups(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if p.is_dir() and p.name != "hydra"]
+
+
+# ---- mlx sweep status -----------------------------------------------------------------------
+
+
+class SweepStatusError(ValueError):
+    pass
+
+
+def status(sweep_dir: str | Path) -> dict[str, Any]:
+    """Print the trials table of a sweep folder (running or finished); returns its summary."""
+    sweep_dir = Path(sweep_dir)
+    summary_path = sweep_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise SweepStatusError(
+            f"{sweep_dir} is not an mlx sweep folder ({SUMMARY_FILE} is missing); a sweep writes it after its first trial."
+        )
+    summary = json.loads(summary_path.read_text())
+    if summary.get("format") != FORMAT or summary.get("version") != VERSION:
+        raise SweepStatusError(f"{summary_path} is not an mlx sweep summary of version {VERSION}.")
+    with (sweep_dir / TRIALS_FILE).open() as f:
+        rows: list[dict[str, Any]] = []
+        for row in csv.DictReader(f):
+            parsed: dict[str, Any] = {}
+            for k, v in row.items():
+                parsed[k] = _parse(v)
+            rows.append(parsed)
+    metrics = [o["metric"] for o in summary["objectives"]]
+    params = list(summary["search_space"])
+    best = {b["number"] for b in summary.get("best", [])}
+    print_table(rows, metrics, params, best, summary["name"])
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    from rich.console import Console
+
+    Console().print(
+        f"{counts} of n_trials {summary['n_trials']}"
+        + (f"; stopped: {summary['stopped']}" if summary.get("stopped") else "")
+    )
+    return summary
+
+
+def _parse(v: str) -> Any:
+    if v == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
