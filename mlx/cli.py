@@ -70,6 +70,7 @@ _INFO_FLAGS = {
 
 def _fail(message: str) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1" and sys.exc_info()[0] is not None:
         import traceback
@@ -77,7 +78,7 @@ def _fail(message: str) -> int:
         traceback.print_exc()
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]mlx: error:[/bold red] {message}", markup=True
+        f"[bold red]mlx: error:[/bold red] {escape(message)}", markup=True
     )
     return 2
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +21,21 @@ from typing import Any
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from mlx.sweep.space import Param, SearchSpace, SearchSpaceError, from_override, override_value
+from mlx.sweep.space import SearchSpace, SearchSpaceError, from_override, override_value
 
 log = logging.getLogger("mlx.sweep")
 
 
 class SweepError(ValueError):
-    """A sweep that cannot start, or that was stopped; the message is for the user."""
+    """A sweep that cannot start; the message is for the user."""
+
+    exit_code = 2
+
+
+class SweepStopped(SweepError):
+    """A sweep stopped by its failures (``max_failure_rate``)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -109,19 +119,7 @@ class MlxSweeper(Sweeper):
         cfg = self.config
         check_budget(self.n_trials, self.n_jobs, self.timeout, self.max_failure_rate)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space_cfg = cfg.get("search_space")
-        space = SearchSpace(space_cfg.params if space_cfg is not None else {})
-        base: list[str] = []
-        for o in parser.parse_overrides(list(arguments)):
-            if o.is_sweep_override():
-                space.add(from_override(o))
-            else:
-                base.append(o.input_line)
-        if not len(space):
-            raise SweepError(
-                "the sweep has nothing to search: set search_space (a file in conf/search_space, or search_space.params) or give sweep overrides such as model.lr=tag(log,interval(1e-4,1e-1))."
-            )
-        check_keys(cfg, space)
+        space, base = searched_space(cfg, arguments, parser)
         objectives = [
             Objective(str(o["metric"]), str(o["mode"]))
             for o in (self.objectives or [OmegaConf.to_container(cfg.objective, resolve=True)])
@@ -129,10 +127,6 @@ class MlxSweeper(Sweeper):
         for o in objectives:
             if o.mode not in ("min", "max"):
                 raise SweepError(f"objective {o.metric}: mode must be min or max, got {o.mode!r}.")
-        if cfg.get("strategy") is None:
-            raise SweepError(
-                f"the mlx sweeper needs a strategy: add strategy=NAME ({', '.join(strategy_options())})."
-            )
         strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
         estimation = cfg.get("estimation")
         estimation_cfg = OmegaConf.to_container(estimation, resolve=True) if estimation else None
@@ -180,6 +174,17 @@ class MlxSweeper(Sweeper):
     # ---- the sweep ---------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Run the sweep; a :class:`SweepError` ends the process with its one-paragraph message
+        (exit 2 for bad input, 1 for a sweep stopped by its failures), not a traceback."""
+        try:
+            return self.run_sweep(arguments)
+        except SweepError as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"mlx: error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(e.exit_code) from None
+
+    def run_sweep(self, arguments: list[str]) -> Any:
         import optuna
 
         from mlx.sweep.ledger import LEDGER_FILE, LedgerError, ledger_url, open_study
@@ -284,7 +289,7 @@ class MlxSweeper(Sweeper):
                 for t in study.trials
                 if t.state == optuna.trial.TrialState.FAIL
             ][-3:]
-            raise SweepError(
+            raise SweepStopped(
                 f"sweep {plan.name} stopped: {stop_reason}. Last errors: {'; '.join(errors)}. "
                 f"Results so far: {plan.sweep_dir / 'trials.csv'}."
             )
@@ -308,23 +313,7 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
 
     sweeper = cfg.hydra.sweeper
     check_budget(sweeper.n_trials, sweeper.n_jobs, sweeper.timeout, sweeper.max_failure_rate)
-    try:
-        space_cfg = cfg.get("search_space")
-        space = SearchSpace(space_cfg.params if space_cfg is not None else {})
-        for o in OverridesParser.create().parse_overrides(list(arguments)):
-            if o.is_sweep_override():
-                space.add(from_override(o))
-    except SearchSpaceError as e:
-        raise SweepError(str(e)) from None
-    if not len(space):
-        raise SweepError(
-            "the sweep has nothing to search: set search_space (a file in conf/search_space, or search_space.params) or give sweep overrides such as model.lr=tag(log,interval(1e-4,1e-1))."
-        )
-    check_keys(cfg, space)
-    if cfg.get("strategy") is None:
-        raise SweepError(
-            f"the mlx sweeper needs a strategy: add strategy=NAME ({', '.join(strategy_options())})."
-        )
+    space, _ = searched_space(cfg, arguments, OverridesParser.create())
     if OmegaConf.select(cfg, "strategy._target_") == "optuna.samplers.GridSampler":
         try:
             space.grid()
@@ -340,6 +329,34 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
         raise SweepError(
             "the strategy prunes trials itself (Hyperband), so estimation cannot add a pruner; use estimation=full or estimation=low_fidelity."
         )
+
+
+def searched_space(
+    cfg: DictConfig, arguments: list[str], parser: Any
+) -> tuple[SearchSpace, list[str]]:
+    """The search space (the ``search_space`` group's parameters, then the command line's sweep
+    overrides) and the command line's fixed overrides; checks that the sweep can start."""
+    base: list[str] = []
+    try:
+        space_cfg = cfg.get("search_space")
+        space = SearchSpace(space_cfg.params if space_cfg is not None else {})
+        for o in parser.parse_overrides(list(arguments)):
+            if o.is_sweep_override():
+                space.add(from_override(o))
+            else:
+                base.append(o.input_line)
+    except SearchSpaceError as e:
+        raise SweepError(str(e)) from None
+    if not len(space):
+        raise SweepError(
+            "the sweep has nothing to search: set search_space (a file in conf/search_space, or search_space.params) or give sweep overrides such as model.lr=tag(log,interval(1e-4,1e-1))."
+        )
+    check_keys(cfg, space)
+    if cfg.get("strategy") is None:
+        raise SweepError(
+            f"the mlx sweeper needs a strategy: add strategy=NAME ({', '.join(strategy_options())})."
+        )
+    return space, base
 
 
 def check_budget(n_trials: Any, n_jobs: Any, timeout: Any, max_failure_rate: Any) -> None:
@@ -603,7 +620,7 @@ def tell(
         except RecordError as e:
             record, error = None, str(e)
         if record is not None:
-            values, error = objective_values(record, plan.objectives, ret.return_value)
+            values, error = objective_values(record, plan.objectives)
             if record.status == "pruned":
                 state = TrialState.PRUNED
                 trial.set_user_attr("pruned_at_epoch", record.summary.get("pruned_at_epoch"))
@@ -656,7 +673,7 @@ def _short(value: Any) -> str:
 
 
 def objective_values(
-    record: Any, objectives: list[Objective], returned: Any
+    record: Any, objectives: list[Objective]
 ) -> tuple[list[float] | None, str | None]:
     """The trial's objective values from its run record; an error text if one is unusable."""
     values = []
@@ -675,8 +692,4 @@ def objective_values(
     return values, None
 
 
-def params_of(trial: Any, space: SearchSpace) -> dict[str, Any]:
-    return space.from_optuna_params(trial.params)
-
-
-__all__ = ["MlxSweeper", "Param", "SweepError"]
+__all__ = ["MlxSweeper", "SweepError", "check_sweep_config"]

@@ -42,6 +42,15 @@ class TrialHandle:
         )
         return optuna.trial.Trial(study, self.id)
 
+    def pruned_epoch(self) -> int | None:
+        """The epoch at which this trial was pruned, as the ledger records it (spawned DDP
+        processes decide there; their callbacks' state does not come back)."""
+        from mlx.sweep.ledger import rdb_storage
+
+        attrs = rdb_storage(self.storage).get_trial(self.id).user_attrs
+        epoch = attrs.get("pruned_at_epoch")
+        return None if epoch is None else int(epoch)
+
 
 class TrialPruning(pl.Callback):
     """Reports ``metric`` after every validation to the sweep's ledger and stops training when
@@ -78,6 +87,8 @@ class TrialPruning(pl.Callback):
         prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
             self.pruned_at = trainer.current_epoch
+            if trainer.is_global_zero:
+                self._trial.set_user_attr("pruned_at_epoch", self.pruned_at)
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
@@ -87,6 +98,6 @@ class TrialPruning(pl.Callback):
 def pruned_at(trainer: Any) -> int | None:
     """The epoch at which a :class:`TrialPruning` callback stopped ``trainer``, if it did."""
     for cb in trainer.callbacks:
-        if isinstance(cb, TrialPruning) and cb.pruned_at is not None:
-            return cb.pruned_at
+        if isinstance(cb, TrialPruning):
+            return cb.pruned_at if cb.pruned_at is not None else cb.handle.pruned_epoch()
     return None

@@ -467,3 +467,22 @@ def test_timeout_stops_starting_trials(tmp_path):
     assert len(trials(folder)) == 1
     assert "stopped: timeout of 0.5 s reached" in r.output
     assert json.loads((folder / "sweep.json").read_text())["stopped"] == "timeout of 0.5 s reached"
+
+
+@pytest.mark.slow
+def test_pruning_reaches_spawned_ddp_processes(tmp_path):
+    folder = tmp_path / "ddp"
+    r = mlx_sweep(
+        folder,
+        "parallelism=ddp",
+        "strategy=grid",
+        "estimation=median",
+        "estimation.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        "trainer.max_epochs=3",
+        "model.lr=choice(1e-7)",
+    )
+    assert r.returncode == 0, r.output[-3000:]
+    (row,) = trials(folder)
+    assert row["state"] == "pruned" and row["pruned_at_epoch"] == "0"
+    record = json.loads((Path(row["output_dir"]) / "metrics.json").read_text())
+    assert record["status"] == "pruned" and "test/acc" not in record["metrics"]
