@@ -18,6 +18,13 @@ and ``nni.algorithms.hpo.gridsearch_tuner.GridSearchTuner``; all five accept nes
 last three one level deep only (NNI 3.0's ``hpo_utils`` fails deeper). ``EvolutionTuner`` never
 mutates a parameter nested under a choice it keeps, so in a conditional space some of its proposals
 repeat an earlier one.
+
+``nni.algorithms.hpo.regularized_evolution_tuner.RegularizedEvolutionTuner`` (aging evolution)
+takes only ``layer_choice`` parameters, so for it :func:`layer_choice_space` compiles the space
+flat: every parameter becomes a ``layer_choice`` over its finite values (a continuous range is
+refused), and a conditional parameter is one more ``layer_choice`` that :func:`decode_layer_choices`
+drops from a proposal whose conditions do not hold. Mutating such an inactive parameter yields a
+repeat of the parent configuration.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from mlx.sweep.space import Param, SearchSpace, SearchSpaceError, override_value
 _RESERVED = ("_name", "_type", "_value", "_index")
 
 _EVOLUTION = "nni.algorithms.hpo.evolution_tuner.EvolutionTuner"
+_REGULARIZED = "nni.algorithms.hpo.regularized_evolution_tuner.RegularizedEvolutionTuner"
 _HYPEROPT = "nni.algorithms.hpo.hyperopt_tuner.HyperoptTuner"
 # Tuners built on nni.common.hpo_utils: ParameterSpec.is_activated_in looks up only the parent of
 # a nested parameter and raises KeyError when the grandparent's option was not chosen.
@@ -53,10 +61,14 @@ _ONE_LEVEL_TUNERS = frozenset(
 )
 # Tuners whose NNI 3.0 source handles nested choices (``_name`` options).
 _NESTED_TUNERS = frozenset({_EVOLUTION, _HYPEROPT} | _ONE_LEVEL_TUNERS)
+# The most values one parameter may list as a layer_choice; a mutation draws one uniformly, so a
+# longer list is searched as good as blindly.
+MAX_LAYER_CHOICES = 10_000
 
 
 class TunerExhausted(Exception):
-    """The tuner has no further trial to propose (a finished grid, a space fully explored)."""
+    """The tuner has no further trial to propose now (a finished grid, a space fully explored, a
+    population that waits for results)."""
 
 
 # ---- the search space ------------------------------------------------------------------------
@@ -308,6 +320,112 @@ def _indexed(tree: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     return level(tree, raw)
 
 
+# ---- the flat space of RegularizedEvolutionTuner ---------------------------------------------
+
+
+def _finite_values(p: Param, strategy: str) -> list[Any]:
+    """Every value of a range parameter, in order: ``low + k * step`` within ``[low, high]``."""
+    if _single(p):
+        return [p.low]
+    if not _stepped(p):
+        kind = "log int" if p.type == "int" else f"continuous {p.type}"
+        hint = (
+            "drop log and give it a step"
+            if p.type == "int"
+            else "give it a step or q (type int or quniform)"
+        )
+        raise SearchSpaceError(
+            f"strategy {strategy} searches finite values only: search_space '{p.name}' is a "
+            f"{kind} range; {hint}, make it a choice, or use strategy=evolution."
+        )
+    n = _count(p)
+    if n > MAX_LAYER_CHOICES:
+        raise SearchSpaceError(
+            f"strategy {strategy}: search_space '{p.name}' holds {n} values (more than "
+            f"{MAX_LAYER_CHOICES}); give it a coarser step or q, or use strategy=evolution."
+        )
+    if p.type == "int":
+        return [int(p.low + k * _step(p)) for k in range(n)]
+    return [round(p.low + k * _step(p), 12) for k in range(n)]
+
+
+def layer_choice_space(
+    space: SearchSpace, strategy: str = "RegularizedEvolutionTuner"
+) -> dict[str, Any]:
+    """Compile a search space to flat ``layer_choice`` parameters (NNI's NAS form).
+
+    A ``choice`` lists its values as :func:`nni_search_space` does (numbers and strings as they
+    are, other values as their override string); an ``int`` lists every value from ``low`` to
+    ``high`` by its step; a ``quniform`` lists ``low + k * q`` within ``[low, high]``. A parameter
+    with ``when`` is listed like any other: the space has no nesting, and :func:`decode_layer_choices`
+    drops it where its conditions do not hold.
+
+    Args:
+        space: the search space.
+        strategy: the strategy named in errors.
+
+    Returns:
+        ``name -> {"_type": "layer_choice", "_value": [...]}``, in the space's order.
+
+    Raises:
+        SearchSpaceError: a continuous range (``uniform``, ``loguniform``, a log ``int``), or a
+            range of more than :data:`MAX_LAYER_CHOICES` values.
+    """
+    return {
+        p.name: {
+            "_type": "layer_choice",
+            "_value": list(_choice_keys(p)) if p.type == "choice" else _finite_values(p, strategy),
+        }
+        for p in space
+    }
+
+
+def decode_layer_choices(
+    space: SearchSpace, compiled: dict[str, Any], raw: dict[str, Any]
+) -> dict[str, Any]:
+    """A parameter set of :func:`layer_choice_space` (each value ``{"_value": v, "_idx": i}``) as a
+    flat ``name -> value`` dict of the parameters active in it, in the space's order; a choice
+    gives back its original value (a list stays a list)."""
+    flat: dict[str, Any] = {}
+    for p in space:
+        if not p.active(flat):
+            continue
+        got = raw.get(p.name)
+        if not isinstance(got, dict):
+            raise SearchSpaceError(f"the NNI tuner returned no value for '{p.name}': {raw!r}.")
+        options = compiled[p.name]["_value"]
+        i = got.get("_idx")
+        if not (isinstance(i, int) and 0 <= i < len(options) and options[i] == got.get("_value")):
+            i = _choice_index(p, got.get("_value")) if p.type == "choice" else None
+        if i is None:
+            raise SearchSpaceError(
+                f"the NNI tuner returned {got!r} for '{p.name}', not one of its values."
+            )
+        flat[p.name] = copy.deepcopy(p.values[i]) if p.type == "choice" else options[i]
+    return flat
+
+
+def encode_layer_choices(
+    space: SearchSpace, compiled: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """The inverse of :func:`decode_layer_choices`. A parameter inactive in ``params`` gets a
+    random option, as the tuner's own individuals carry one."""
+    out: dict[str, Any] = {}
+    for p in space:
+        options = compiled[p.name]["_value"]
+        if p.name not in params:
+            if p.active(params):
+                raise SearchSpaceError(f"search_space '{p.name}' has no value in {params!r}.")
+            i = random.randrange(len(options))
+        elif p.type == "choice":
+            i = _value_index(p, params[p.name])
+        else:
+            k = round((params[p.name] - p.low) / _step(p)) if len(options) > 1 else 0
+            i = min(max(k, 0), len(options) - 1)
+        out[p.name] = {"_value": options[i], "_idx": i}
+    return out
+
+
 # ---- the tuner -------------------------------------------------------------------------------
 
 
@@ -327,6 +445,12 @@ class NniAdapter:
     own API (``generate_parameters``, ``receive_trial_result``, ``trial_end``), with the trial
     number as NNI's parameter id. ``EvolutionTuner`` proposes at most ``population_size`` trials
     ahead of their results (then it raises ``RuntimeError: The population is empty``).
+
+    ``RegularizedEvolutionTuner`` searches :func:`layer_choice_space`: finite values only, any
+    conditions. It first proposes ``population_size`` random configurations, then mutations of
+    tournament winners; asked for more than its starting population before any result has come
+    back, it raises :class:`TunerExhausted`, which the sweeper reads as the end of the current
+    batch of trials (it asks again once the batch has finished).
 
     Args:
         tuner: a built NNI tuner, e.g. ``EvolutionTuner(optimize_mode="maximize")``.
@@ -354,13 +478,18 @@ class NniAdapter:
                 f"strategy {type(tuner).__name__} was built with optimize_mode={declared!r} but the "
                 f"sweep {wanted}s its objective; set optimize_mode: {wanted}."
             )
-        self.search_space = nni_search_space(space)
-        if space.conditional and self.strategy not in _NESTED_TUNERS:
+        self._flat = self.strategy == _REGULARIZED
+        if self._flat:
+            self.search_space = layer_choice_space(space, type(tuner).__name__)
+        else:
+            self.search_space = nni_search_space(space)
+        if space.conditional and not self._flat and self.strategy not in _NESTED_TUNERS:
             names = [p.name for p in space if p.when]
             raise SearchSpaceError(
                 f"strategy {type(tuner).__name__} cannot search conditional parameters "
                 f"({', '.join(names)}): it does not take NNI's nested search spaces; use "
-                "EvolutionTuner, HyperoptTuner (anneal), TpeTuner, RandomTuner or GridSearchTuner."
+                "EvolutionTuner, HyperoptTuner (anneal), TpeTuner, RandomTuner, GridSearchTuner "
+                "or RegularizedEvolutionTuner."
             )
         deep = [p for p in space if p.when and any(_param(space, k).when for k in p.when)]
         if deep and self.strategy in _ONE_LEVEL_TUNERS:
@@ -386,6 +515,13 @@ class NniAdapter:
         try:
             raw = self.tuner.generate_parameters(number)
         except nni.NoMoreTrialError as exc:
+            if self._flat and self._running:
+                raise TunerExhausted(
+                    f"strategy {type(self.tuner).__name__} has proposed its whole starting "
+                    f"population (population_size={self.tuner.population_size}) and no result has "
+                    f"come back yet ({len(self._running)} trial(s) running); it proposes again once "
+                    "one finishes, so run at most population_size trials at once."
+                ) from exc
             raise TunerExhausted(
                 f"strategy {type(self.tuner).__name__} has no more trials to propose ({exc or 'no more trials'})."
             ) from exc
@@ -394,10 +530,24 @@ class NniAdapter:
             self.tuner.total_data[number] = _plain_numbers(self.tuner.total_data[number])
         raw = _plain_numbers(raw)
         self._running[number] = raw
+        return self._decode(raw)
+
+    def _decode(self, raw: dict[str, Any]) -> dict[str, Any]:
+        if self._flat:
+            return decode_layer_choices(self.space, self.search_space, raw)
         return decode(self.space, self.search_space, raw)
+
+    def _encode(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self._flat:
+            return encode_layer_choices(self.space, self.search_space, params)
+        return encode(self.space, self.search_space, params)
 
     def observe(self, number: int, params: dict[str, Any], value: float | None) -> None:
         """Report a finished trial; ``value`` None (or NaN) is a failed trial.
+
+        A success goes to the tuner's ``receive_trial_result`` (then ``trial_end``), a failure to
+        ``trial_end`` alone; ``RegularizedEvolutionTuner`` then forgets the trial and, when it was
+        a random starter, queues a fresh random one in its place.
 
         Args:
             number: the trial number given to :meth:`propose`.
@@ -419,20 +569,32 @@ class NniAdapter:
     def replay(self, history: list[tuple[dict[str, Any], float]]) -> None:
         """Feed trials finished before a restart; failed ones (value None) are skipped.
 
-        NNI 3.0's ``import_data`` is a no-op for ``EvolutionTuner`` and drops results equal to 0
-        (and nested parameters) for ``HyperoptTuner``, so those two are given each result the way
-        their ``receive_trial_result`` expects it; other tuners get ``import_data``.
+        NNI 3.0's ``import_data`` is a no-op for ``EvolutionTuner`` and
+        ``RegularizedEvolutionTuner`` and drops results equal to 0 (and nested parameters) for
+        ``HyperoptTuner``, so those three are given each result the way their
+        ``receive_trial_result`` expects it; other tuners get ``import_data``. In both evolution
+        tuners each replayed trial takes the place of one random starting individual, so a
+        restarted sweep does not start over.
         """
         imported = []
         for params, value in history:
             if value is None or not math.isfinite(value):
                 continue
-            raw = encode(self.space, self.search_space, params)
-            if self.strategy not in (_EVOLUTION, _HYPEROPT):
+            raw = self._encode(params)
+            if self.strategy not in (_EVOLUTION, _HYPEROPT, _REGULARIZED):
                 imported.append({"parameter": raw, "value": float(value)})
                 continue
             pid = f"replay-{self._replayed}"
             self._replayed += 1
+            if self._flat:
+                # receive_trial_result reads the parameters from history and keeps them in the
+                # population (at most population_size, the oldest leaving first)
+                self.tuner.history[pid] = raw
+                self.tuner.receive_trial_result(pid, raw, float(value))
+                del self.tuner.history[pid]
+                if self.tuner.initial_population:
+                    self.tuner.initial_population.popleft()
+                continue
             internal = _indexed(self.search_space, raw)
             if self.strategy == _EVOLUTION:
                 from nni.algorithms.hpo.evolution_tuner import Individual

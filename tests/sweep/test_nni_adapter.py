@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import random
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from mlx.sweep.nni_adapter import (
     PreemptiveFileLock,
     TunerExhausted,
     fix_nni_registry_lock,
+    layer_choice_space,
     nni_search_space,
 )
 from mlx.sweep.space import Param, SearchSpace, SearchSpaceError
@@ -274,6 +276,211 @@ def test_exhausted_grid_raises() -> None:
     assert {adapter.propose(0)["model"], adapter.propose(1)["model"]} == {"mlp", "cnn"}
     with pytest.raises(TunerExhausted, match="GridSearchTuner has no more trials"):
         adapter.propose(2)
+
+
+# ---- regularized evolution: a flat, finite space -------------------------------------------
+
+FINITE = {
+    "model.net.hidden": {"type": "int", "low": 33, "high": 100, "step": 32},
+    "model.net.dropout": {"type": "quniform", "low": 0.05, "high": 0.5, "q": 0.1},
+    "model.lr": {"type": "choice", "values": [0.003, 0.01, 0.03]},
+    "model": {"type": "choice", "values": ["mlp", "cnn"]},
+    "model.net.channels": {
+        "type": "choice",
+        "values": [[16, 32], [32, 64], None],
+        "when": {"model": ["cnn"]},
+    },
+    "model.net.kernel": {
+        "type": "int",
+        "low": 3,
+        "high": 7,
+        "step": 2,
+        "when": {"model.net.channels": [[16, 32]]},
+    },
+}
+
+
+def regularized(mode: str = "maximize", population_size: int = 8, sample_size: int = 4) -> Any:
+    from nni.algorithms.hpo.regularized_evolution_tuner import RegularizedEvolutionTuner
+
+    return RegularizedEvolutionTuner(
+        optimize_mode=mode, population_size=population_size, sample_size=sample_size
+    )
+
+
+@pytest.fixture
+def seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tuner draws from the module ``random``: give it (and the adapter) a seeded one."""
+    from nni.algorithms.hpo import regularized_evolution_tuner
+
+    from mlx.sweep import nni_adapter
+
+    monkeypatch.setattr(regularized_evolution_tuner, "random", random.Random(0))
+    monkeypatch.setattr(nni_adapter, "random", random.Random(1))
+
+
+def finite_objective(params: dict[str, Any]) -> float:
+    return params["model.lr"] * 10 + (0.5 if params.get("model.net.channels") == [16, 32] else 0)
+
+
+def test_layer_choice_space_lists_every_value() -> None:
+    assert layer_choice_space(SearchSpace(FINITE)) == {
+        "model.net.hidden": {"_type": "layer_choice", "_value": [33, 65, 97]},
+        "model.net.dropout": {"_type": "layer_choice", "_value": [0.05, 0.15, 0.25, 0.35, 0.45]},
+        "model.lr": {"_type": "layer_choice", "_value": [0.003, 0.01, 0.03]},
+        "model": {"_type": "layer_choice", "_value": ["mlp", "cnn"]},
+        # conditional parameters are flat: dropped on decode where their condition fails
+        "model.net.channels": {"_type": "layer_choice", "_value": ["[16,32]", "[32,64]", "null"]},
+        "model.net.kernel": {"_type": "layer_choice", "_value": [3, 5, 7]},
+    }
+    fixed = SearchSpace({"a": {"type": "uniform", "low": 1.0, "high": 1.0}})
+    assert layer_choice_space(fixed) == {"a": {"_type": "layer_choice", "_value": [1.0]}}
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        (
+            {"type": "loguniform", "low": 1e-4, "high": 0.1},
+            "continuous loguniform range; give it a step or q",
+        ),
+        (
+            {"type": "uniform", "low": 0.0, "high": 0.5},
+            "continuous uniform range; give it a step or q",
+        ),
+        (
+            {"type": "int", "low": 8, "high": 512, "log": True},
+            "log int range; drop log and give it a step",
+        ),
+        ({"type": "int", "low": 0, "high": 10_000}, "holds 10001 values \\(more than 10000\\)"),
+    ],
+    ids=["loguniform", "uniform", "log-int", "huge"],
+)
+def test_regularized_evolution_refuses_an_infinite_space(spec: dict[str, Any], words: str) -> None:
+    space = SearchSpace({"model": {"type": "choice", "values": ["mlp", "cnn"]}, "model.lr": spec})
+    with pytest.raises(SearchSpaceError, match=words) as err:
+        NniAdapter(regularized(), space, "max")
+    message = str(err.value)
+    assert "RegularizedEvolutionTuner" in message and "search_space 'model.lr'" in message
+    assert "strategy=evolution" in message
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_regularized_evolution_proposals_stay_inside_the_space(mode: str, seeded: None) -> None:
+    space = SearchSpace(FINITE)
+    adapter = NniAdapter(regularized(f"{mode}imize"), space, mode)
+    seen = set()
+    for number in range(30):
+        params = adapter.propose(number)
+        inside(space, params)
+        assert isinstance(params.get("model.net.channels", []), list | None)
+        seen.add(json.dumps(params, sort_keys=True))
+        adapter.observe(number, params, finite_objective(params))
+    assert len(seen) > 8
+
+
+def test_regularized_evolution_observes_failures(seeded: None) -> None:
+    space = SearchSpace(FINITE)
+    adapter = NniAdapter(regularized(population_size=4), space, "max")
+    tuner = adapter.tuner
+    for number in range(4):
+        params = adapter.propose(number)
+        adapter.observe(number, params, None if number < 2 else finite_objective(params))
+    # the two failed starters are forgotten and replaced by two fresh random ones
+    assert sorted(tuner.history) == [2, 3] and len(tuner.population) == 2
+    assert len(tuner.initial_population) == 2
+    for number in range(4, 6):
+        adapter.propose(number)
+        assert tuner._from_initial[number]
+    adapter.observe(4, {}, float("nan"))  # NaN counts as a failure too
+    assert 4 not in tuner.history and len(tuner.initial_population) == 1
+    params = adapter.propose(6)
+    adapter.observe(6, params, None)  # a failed mutation is dropped
+    adapter.observe(5, {}, 0.5)
+    assert [ind.parameter_id for ind in tuner.population] == [2, 3, 5]
+
+
+def test_regularized_evolution_waits_for_results_past_its_population(seeded: None) -> None:
+    space = SearchSpace(FINITE)
+    adapter = NniAdapter(regularized(population_size=3), space, "max")
+    batch = [adapter.propose(number) for number in range(3)]
+    with pytest.raises(TunerExhausted, match="whole starting population \\(population_size=3\\)"):
+        adapter.propose(3)
+    adapter.observe(0, batch[0], 0.5)
+    inside(space, adapter.propose(3))  # a mutation of the one result back
+
+
+def test_regularized_evolution_replays_after_a_restart(seeded: None) -> None:
+    space = SearchSpace(FINITE)
+    first = NniAdapter(regularized("minimize", population_size=8), space, "min")
+    history = []
+    for number in range(5):
+        params = first.propose(number)
+        history.append((params, None if number == 1 else finite_objective(params)))
+        first.observe(number, params, history[-1][1])
+
+    again = NniAdapter(regularized("minimize", population_size=8), space, "min")
+    again.replay(history)
+    tuner = again.tuner
+    finished = [(p, v) for p, v in history if v is not None]
+    # the minimizing tuner keeps negated results; the replayed trials took the places of four
+    # random starters, so the restarted sweep proposes only four more before it evolves
+    assert sorted(ind.result for ind in tuner.population) == sorted(-v for _, v in finished)
+    assert len(tuner.initial_population) == 8 - len(finished)
+    for ind, (params, _) in zip(tuner.population, finished, strict=True):
+        assert again._decode(ind.parameters) == params  # encoded and decoded back
+    assert not tuner.history  # replayed trials are no running trials
+
+    # a trial proposed before the restart and finished after it is learnt like a replayed one
+    again.observe(5, history[0][0], 0.25)
+    assert len(tuner.population) == 5 and len(tuner.initial_population) == 3
+    for number in range(6, 16):
+        params = again.propose(number)
+        inside(space, params)
+        again.observe(number, params, finite_objective(params))
+    assert not tuner.initial_population and len(tuner.population) == 8  # aged out
+
+
+def test_regularized_evolution_replays_more_trials_than_its_population(seeded: None) -> None:
+    space = SearchSpace(FINITE)
+    history = [
+        ({"model.net.hidden": 33, "model.net.dropout": 0.05, "model.lr": lr, "model": "mlp"}, lr)
+        for lr in (0.003, 0.01, 0.03, 0.01, 0.003)
+    ]
+    adapter = NniAdapter(regularized(population_size=3), space, "max")
+    adapter.replay(history)
+    assert [ind.result for ind in adapter.tuner.population] == [0.03, 0.01, 0.003]
+    assert not adapter.tuner.initial_population
+    inside(space, adapter.propose(0))  # straight to mutations
+
+
+def test_regularized_evolution_evolves_towards_the_best(seeded: None) -> None:
+    space = SearchSpace(
+        {
+            "model": {"type": "choice", "values": ["mlp", "cnn", "rnn", "vit"]},
+            "model.net.hidden": {"type": "int", "low": 32, "high": 256, "step": 32},
+        }
+    )
+
+    def score(params: dict[str, Any]) -> float:
+        return (1.0 if params["model"] == "cnn" else 0.0) + params["model.net.hidden"] / 1000
+
+    starters, late = [], []
+    for _ in range(8):  # eight sweeps, so that one without a cnn starter cannot decide the test
+        adapter = NniAdapter(regularized(population_size=8, sample_size=4), space, "max")
+        finished: list[dict[str, Any]] = []
+        for number in range(64):
+            params = adapter.propose(number)
+            if number >= 8:
+                # a mutation changes one parameter of an earlier configuration (or none)
+                assert any(sum(params[k] != old[k] for k in params) <= 1 for old in finished)
+            adapter.observe(number, params, score(params))
+            finished.append(params)
+        starters += finished[:8]
+        late += finished[-24:]
+    share = sum(p["model"] == "cnn" for p in late) / len(late)
+    assert share > 0.35  # random proposals would give a quarter (about 0.57 over 200 seeds)
+    assert sum(map(score, late)) / len(late) > sum(map(score, starters)) / len(starters) + 0.1
 
 
 # ---- pruning ---------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ STRATEGIES = {
     "tpe": ["model.lr=tag(log,interval(1e-3,3e-2))", "model.net.hidden=choice([32],[64])"],
     "gp": ["model.lr=tag(log,interval(1e-3,3e-2))", "model.net.dropout=interval(0.0,0.3)"],
     "cmaes": ["model.lr=tag(log,interval(1e-3,3e-2))", "model.net.dropout=interval(0.0,0.3)"],
+    "regularized_evolution": [
+        "model.lr=choice(0.003,0.01,0.03)",
+        "model.net.hidden=choice([32],[64])",
+        "strategy.population_size=2",
+    ],
     "evolution": ["model.lr=tag(log,interval(1e-3,3e-2))", "model.net.hidden=choice([32],[64])"],
     "anneal": ["model.lr=tag(log,interval(1e-3,3e-2))", "model.net.hidden=choice([32],[64])"],
     "hyperband": ["model.lr=tag(log,interval(1e-3,3e-2))", "trainer.max_epochs=3"],
@@ -472,12 +477,17 @@ def test_timeout_stops_starting_trials(tmp_path):
 @pytest.mark.slow
 def test_pruning_reaches_spawned_ddp_processes(tmp_path):
     folder = tmp_path / "ddp"
+    (tmp_path / "conf" / "estimation").mkdir(parents=True)
+    (tmp_path / "conf" / "estimation" / "threshold.yaml").write_text(
+        "_target_: mlx.sweep.Estimation\n"
+        "pruner:\n  _target_: optuna.pruners.ThresholdPruner\n  lower: 0.5\n"
+    )
     r = mlx_sweep(
         folder,
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
         "parallelism=ddp",
         "strategy=grid",
-        "estimation=median",
-        "estimation.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        "estimation=threshold",
         "trainer.max_epochs=3",
         "model.lr=choice(1e-7)",
     )
