@@ -148,13 +148,10 @@ def parse_param(name: str, spec: Any) -> Param:
 
 def _plain(value: Any) -> Any:
     """OmegaConf containers to plain lists and dicts."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
     return value
 
 
@@ -216,10 +213,6 @@ class SearchSpace:
         return {p.name: p.describe() for p in self.params}
 
     # ---- Optuna ------------------------------------------------------------------------------
-
-    def distributions(self) -> dict[str, Any]:
-        """Optuna distributions of every parameter (conditional ones included)."""
-        return {p.name: _distribution(p) for p in self.params}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Ask an Optuna trial for the values of the parameters active in it (define-by-run)."""
@@ -297,20 +290,6 @@ def _key(value: Any) -> Any:
 
 def _keys(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(_key(v) for v in values)
-
-
-def _distribution(p: Param) -> Any:
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    if p.type == "choice":
-        return CategoricalDistribution(list(_keys(p.values)))
-    if p.type == "int":
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-    return FloatDistribution(float(p.low), float(p.high), log=p.log and p.step is None, step=p.step)
 
 
 # ---- Hydra's sweep grammar -------------------------------------------------------------------
