@@ -12,6 +12,7 @@ from annotated_types import Ge, Gt, Interval
 from torch import Tensor, nn
 
 SPLITS = ("train", "val", "test")
+NAN = float("nan")
 
 
 class LitModel(pl.LightningModule):
@@ -58,17 +59,18 @@ class LitModel(pl.LightningModule):
         # than a small model's step.
         from torchmetrics import MeanMetric
 
-        # nan_strategy="disable": a NaN loss must reach the epoch mean (and fail the run there)
-        # rather than be dropped, and it skips a per-step NaN scan
+        # nan_strategy=nan: a NaN loss must reach the epoch mean (and fail the run there) rather
+        # than be dropped. Not "disable": torchmetrics 1.9 then ignores the weights, and an
+        # uneven last batch would count as much as a full one.
         metrics: dict[str, nn.Module] = {}
         for split in SPLITS:
-            metrics[f"{split}_loss"] = MeanMetric(nan_strategy="disable")
+            metrics[f"{split}_loss"] = MeanMetric(nan_strategy=NAN)
             if task == "classification":
-                metrics[f"{split}_acc"] = MeanMetric(nan_strategy="disable")
+                metrics[f"{split}_acc"] = MeanMetric(nan_strategy=NAN)
             else:
                 from torchmetrics.regression import R2Score
 
-                metrics[f"{split}_mae"] = MeanMetric(nan_strategy="disable")
+                metrics[f"{split}_mae"] = MeanMetric(nan_strategy=NAN)
                 metrics[f"{split}_r2"] = R2Score()
         self.epoch_metrics = nn.ModuleDict(metrics)
 
