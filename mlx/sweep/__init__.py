@@ -13,6 +13,7 @@ from mlx.sweep.space import Param, SearchSpace, SearchSpaceError
 
 if TYPE_CHECKING:
     from mlx.sweep.nni_adapter import CurveFittingPruner
+    from mlx.sweep.rl import PolicyGradientSampler
     from mlx.sweep.trial import TrialPruning
 
 
@@ -22,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from mlx.sweep.nni_adapter import CurveFittingPruner
 
         return CurveFittingPruner
+    if name == "PolicyGradientSampler":
+        from mlx.sweep.rl import PolicyGradientSampler
+
+        return PolicyGradientSampler
     if name == "TrialPruning":
         from mlx.sweep.trial import TrialPruning
 
@@ -34,6 +39,7 @@ __all__ = [
     "Estimation",
     "MultiFidelity",
     "Param",
+    "PolicyGradientSampler",
     "SearchSpace",
     "SearchSpaceError",
     "TrialPruning",
