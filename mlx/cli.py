@@ -23,6 +23,9 @@ commands:
   eval    evaluate a checkpoint on the test split: mlx eval ckpt_path=PATH
   sweep   run a sweep file of sweeps/: mlx sweep NAME [overrides] (= mlx run -m sweep=NAME);
           mlx sweep status DIR prints a sweep folder's trials and best trial(s)
+  nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
+          multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
+          the best architecture is written to experiments/nas_<name>.yaml
 
 examples:
   mlx run                                    train the default experiment (CNN on digits)
@@ -34,6 +37,8 @@ examples:
   mlx sweep digits_tpe                       a TPE search; re-run the same command to resume
   mlx run -m hydra/sweeper=mlx strategy=tpe model.lr='tag(log,interval(1e-4,1e-1))'
   mlx sweep status outputs/sweeps/digits_tpe
+  mlx nas search_space=cell strategy=regularized_evolution estimation=low_fidelity
+  mlx nas search_space=macro_cnn strategy=darts trainer.max_epochs=10
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
@@ -53,7 +58,18 @@ COMMANDS = {
     "run": Command("mlx.run", "compose an experiment and run its stages"),
     "eval": Command("mlx.evaluate", "evaluate a checkpoint on the test split", ("task_name=eval",)),
     "sweep": Command("mlx.run", "run a sweep file: mlx sweep NAME (= mlx run -m sweep=NAME)"),
+    "nas": Command(
+        "mlx.run",
+        "search an architecture: mlx nas search_space=NAME strategy=NAME",
+        ("model=nas", "task_name=nas"),
+    ),
 }
+# a multi-trial `mlx nas` is a sweep of candidates in a folder named after its question, so
+# that running the same command again resumes it
+NAS_SWEEP = (
+    "hydra/sweeper=mlx",
+    "hydra.sweep.dir=${paths.outputs}/nas/${hydra.runtime.choices.search_space}_${hydra.runtime.choices.strategy}",
+)
 
 # Hydra flags after which no work is done, so there is nothing to check
 _INFO_FLAGS = {
@@ -134,10 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"mlx sweep needs a sweep name first: mlx sweep NAME [overrides] ({', '.join(_sweep_names())})."
             )
         rest = ["-m", f"sweep={rest[0]}", *rest[1:]]
+    nas_sweep = name == "nas" and not _one_shot(rest) and not _INFO_FLAGS.intersection(rest)
+    if nas_sweep:
+        rest = [*NAS_SWEEP, *[a for a in rest if a not in ("-m", "--multirun")]]
     if "--debug" in rest:
         rest = [a for a in rest if a != "--debug"]
         os.environ["HYDRA_FULL_ERROR"] = "1"
     rest = [*COMMANDS[name].preset, *rest]
+    if nas_sweep:
+        rest = ["-m", *rest]  # Hydra's flags come before the overrides
     if not _INFO_FLAGS.intersection(rest):
         from mlx.config.validate import ConfigError
 
@@ -146,6 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             return _fail(str(e))
     return _launch(COMMANDS[name], rest)
+
+
+def _one_shot(args: list[str]) -> bool:
+    """Whether the command line's strategy is a one-shot (supernet) one, from its config file's
+    target; a one-shot `mlx nas` is a single run, any other a sweep of candidates."""
+    from mlx.config.locate import config_dir
+
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") == "strategy" and value:
+            path = config_dir() / "strategy" / f"{value}.yaml"
+            return path.is_file() and "_target_: nni.nas.strategy." in path.read_text()
+    return False
 
 
 def _sweep_names() -> list[str]:

@@ -64,7 +64,8 @@ def run(cfg: DictConfig) -> float:
         # read before testing: testing restores the best checkpoint's callback state
         recorder.extra = run_summary(trainer, dm, out)
         recorder.objective = objective(cfg, trainer, fit_metrics)
-        recorder.metrics = {**fit_metrics, "model/params": count_params(model)}
+        size = {"model/params": count_params(model), "model/macs": count_macs(model, dm)}
+        recorder.metrics = {**fit_metrics, **size}
         if (epoch := pruned_epoch(trainer)) is not None:
             # the sweep's pruner stopped this trial: no test, the record says so
             recorder.status = "pruned"
@@ -74,11 +75,7 @@ def run(cfg: DictConfig) -> float:
             best = recorder.extra["checkpoints"].get("best") or None
             with recorder.stage("test"):
                 trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
-            recorder.metrics = {
-                **fit_metrics,
-                **scalar_metrics(trainer),
-                "model/params": count_params(model),
-            }
+            recorder.metrics = {**fit_metrics, **scalar_metrics(trainer), **size}
             recorder.objective = objective(cfg, trainer, recorder.metrics)
         skip_stages(cfg, ["compress", "analyse", "deploy"])
     print_summary(out, recorder)
@@ -165,13 +162,31 @@ def build_trainer(cfg: DictConfig, *, training: bool) -> Any:
 
 
 def search_stage(cfg: DictConfig) -> None:
-    """The search stage belongs to the sweeper: a trial of a sweep skips it; a plain run with a
+    """Search, when the run's own job does it: a one-shot architecture search trains its supernet
+    here, then ``cfg`` holds the architecture found, which the train stage retrains from scratch.
+    Multi-trial searches belong to the sweeper: a trial skips the stage, and a plain run with a
     search space is told how to run the sweep."""
+    from mlx.nas.search import is_nas_space, is_one_shot
+
+    space = cfg.get("search_space")
     if cfg.get("trial") is not None:
         log.info("stage search: trial %s of a sweep", cfg.trial.number)
-    elif cfg.get("search_space") is not None:
+    elif is_nas_space(space) and is_one_shot(cfg.get("strategy")):
+        from mlx.nas.search import one_shot_search
+        from mlx.nas.spaces import NasError
+
+        try:
+            arch, space_cfg = one_shot_search(cfg, Path(cfg.paths.output_dir))
+        except NasError as e:
+            raise ConfigError(str(e)) from None
+        # the record keeps search_space and strategy (how the network was found); the network
+        # itself no longer depends on them
+        OmegaConf.update(cfg, "model.net.space", space_cfg, merge=False)
+        OmegaConf.update(cfg, "model.net.arch", arch, merge=False)
+    elif space is not None:
+        how = "`mlx nas`" if is_nas_space(space) else "`mlx sweep NAME`"
         raise ConfigError(
-            "search_space is searched by a sweep: run it with `mlx run -m hydra/sweeper=mlx strategy=NAME ...` or `mlx sweep NAME`."
+            f"search_space is searched by a sweep: run it with {how} or `mlx run -m hydra/sweeper=mlx strategy=NAME ...`."
         )
     else:
         log.info("stage search: skipped (search_space is empty)")
@@ -204,6 +219,13 @@ def pruned_epoch(trainer: Any) -> int | None:
 
 def count_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: Any, dm: Any) -> int:
+    """Multiply-accumulates of one forward pass on one example."""
+    from mlx.nas.cost import model_cost
+
+    return model_cost(model.net, tuple(dm.input_shape))["macs"]
 
 
 def scalar_metrics(trainer: Any) -> dict[str, float]:

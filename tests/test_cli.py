@@ -49,7 +49,7 @@ def test_run_help_lists_groups_and_options(tmp_path: Path) -> None:
     assert res.returncode == 0
     for line in (
         "data: breast_cancer, csv, diabetes, digits, mnist5k",
-        "model: cnn, mlp, resnet",
+        "model: cnn, mlp, nas, resnet",
         "parallelism: ddp, single",
         "experiment: ",
     ):

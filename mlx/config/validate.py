@@ -58,6 +58,13 @@ TOP_LEVEL: dict[str, str] = {
     "seed": "Annotated[int, Ge(0)]",
     "ckpt_path": "Optional[str]",
     "trial": "Optional[dict]",
+    "budget": "Optional[dict]",
+}
+# the keys of `budget` and their types
+BUDGET: dict[str, str] = {
+    "max_params": "Optional[Annotated[int, Ge(1)]]",
+    "max_macs": "Optional[Annotated[int, Ge(1)]]",
+    "max_latency_ms": "Optional[Annotated[float, Gt(0)]]",
 }
 
 
@@ -350,6 +357,7 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         child = body._get_node(key)
         if isinstance(child, DictConfig | ListConfig):
             _walk(child, str(key), errors)
+    _check_budget(body, errors)
     _check_combinations(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
@@ -357,10 +365,22 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         raise ConfigError(_paragraph(errors))
 
 
+def _check_budget(cfg: Any, errors: list[str]) -> None:
+    ok, budget = _value(cfg, "budget") if "budget" in cfg else (False, None)
+    if not ok or not isinstance(budget, dict):
+        return
+    for key, value in budget.items():
+        if key not in BUDGET:
+            errors.append(f"Unknown key 'budget.{key}'.{_close(key, BUDGET)}")
+        elif (expected := check_value(BUDGET[key], value)) is not None:
+            errors.append(f"Bad value for 'budget.{key}': expected {expected}, got {value!r}.")
+
+
 def _check_combinations(cfg: Any, errors: list[str]) -> None:
     """Group options that each work but break together."""
     from omegaconf import OmegaConf
 
+    _check_nas(cfg, errors)
     spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
     logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
     if spawned and logger.endswith("CSVLogger"):
@@ -368,6 +388,36 @@ def _check_combinations(cfg: Any, errors: list[str]) -> None:
             "tracking=csv cannot be used with spawned DDP processes (parallelism=ddp): Lightning's "
             "CSV logger cannot add the test metrics to the file the training processes wrote. Use "
             "tracking=wandb or tracking=none; the run record's history.csv still holds every epoch."
+        )
+
+
+def _check_nas(cfg: Any, errors: list[str]) -> None:
+    """A NAS space, the searched network (model=nas) and one-shot strategies go together."""
+    from omegaconf import OmegaConf
+
+    space = str(OmegaConf.select(cfg, "search_space._target_", default="") or "")
+    net = str(OmegaConf.select(cfg, "model.net._target_", default="") or "")
+    strategy = str(OmegaConf.select(cfg, "strategy._target_", default="") or "")
+    nas_space = space.startswith("mlx.nas.")
+    if nas_space and net != "mlx.nas.architecture":
+        errors.append(
+            "search_space is a neural architecture space, but the model's network is fixed "
+            f"({net or 'none'}); the searched network is model=nas, which `mlx nas` sets."
+        )
+    if net == "mlx.nas.architecture" and not nas_space:
+        ok, arch = _value(cfg, "model")
+        arch = (arch or {}).get("net", {}).get("arch") if ok and isinstance(arch, dict) else None
+        space_node = OmegaConf.select(cfg, "model.net.space", default=None)
+        if not arch or space_node is None:
+            errors.append(
+                "model=nas is the network an architecture search looks for: run "
+                "`mlx nas search_space=macro_cnn|cell|macro_mlp strategy=...`, or retrain a found "
+                "one with `mlx run experiment=nas_<name>`."
+            )
+    if strategy.startswith("nni.nas.") and not nas_space:
+        errors.append(
+            "strategy is a one-shot architecture search (a supernet): it needs a NAS "
+            "search_space (macro_cnn, cell or macro_mlp), run with `mlx nas`."
         )
 
 
@@ -409,14 +459,24 @@ def check_command_line(
             from mlx.sweep.sweeper import SweepError, check_sweep_config, is_mlx_sweeper
 
             if is_mlx_sweeper(cfg):
+                # a sweep's jobs are its trials: the sweeper checks their values
+                validate(cfg)
                 try:
                     check_sweep_config(cfg, overrides)
                 except SweepError as e:
                     raise ConfigError(str(e)) from None
-                # a sweep's jobs are its trials: the sweeper checks their values
-                validate(cfg)
                 return
         validate(cfg)
+        from mlx.nas.search import is_nas_space, is_one_shot
+
+        if is_nas_space(cfg.get("search_space")) and is_one_shot(cfg.get("strategy")):
+            from mlx.nas.search import precheck_one_shot
+            from mlx.nas.spaces import NasError
+
+            try:
+                precheck_one_shot(cfg)
+            except NasError as e:
+                raise ConfigError(str(e)) from None
 
 
 __all__ = [

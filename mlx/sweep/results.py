@@ -18,6 +18,12 @@ TRIALS_FILE = "trials.csv"
 SUMMARY_FILE = "sweep.json"
 
 
+# a candidate's cost, when the sweep measured it (NAS sweeps) or its run record holds it
+COST_COLUMNS = ("params", "macs", "latency_ms")
+# the best candidates listed in a NAS sweep's sweep.json
+TOP_K = 5
+
+
 def _seconds(t: Any) -> float | None:
     if t.datetime_start and t.datetime_complete:
         return round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
@@ -35,12 +41,15 @@ def best_trials(study: Any, plan: Any) -> list[Any]:
 def trial_rows(study: Any, plan: Any) -> list[dict[str, Any]]:
     rows = []
     for t in study.trials:
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower()}
+        state = "rejected" if t.user_attrs.get("rejected") else t.state.name.lower()
+        row: dict[str, Any] = {"number": t.number, "state": state}
         for i, o in enumerate(plan.objectives):
             row[o.metric] = t.values[i] if t.values and t.state.name == "COMPLETE" else None
         row["seconds"] = _seconds(t)
         for name, value in plan.space.from_optuna_params(t.params).items():
             row[name] = value
+        for key in COST_COLUMNS:
+            row[key] = t.user_attrs.get(key)
         row["pruned_at_epoch"] = t.user_attrs.get("pruned_at_epoch")
         row["error"] = t.user_attrs.get("error")
         row["output_dir"] = t.user_attrs.get("output_dir")
@@ -56,6 +65,7 @@ def write_results(study: Any, plan: Any, n_trials: int, stop_reason: str | None 
         + [o.metric for o in plan.objectives]
         + ["seconds"]
         + plan.space.names
+        + [k for k in COST_COLUMNS if any(row.get(k) is not None for row in rows)]
         + ["pruned_at_epoch", "error", "output_dir"]
     )
     buf = io.StringIO()
@@ -92,8 +102,35 @@ def write_results(study: Any, plan: Any, n_trials: int, stop_reason: str | None 
             "search_space": plan.space.describe(),
             "fixed_overrides": plan.base + plan.fidelity,
             "best": best,
+            **(top_architectures(study, plan) if getattr(plan, "nas", None) is not None else {}),
         },
     )
+
+
+def top_architectures(study: Any, plan: Any) -> dict[str, Any]:
+    """A NAS sweep's top-k candidates (architecture, metric, cost) and its rejection count."""
+    from optuna.trial import TrialState
+
+    from mlx.nas.search import arch_of
+
+    o = plan.objectives[0]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    done.sort(key=lambda t: t.values[0], reverse=o.mode == "max")
+    return {
+        "rejected_over_budget": sum(1 for t in study.trials if t.user_attrs.get("rejected")),
+        "budget": plan.fingerprint.get("budget"),
+        "top_k": [
+            {
+                "number": t.number,
+                o.metric: t.values[0],
+                "arch": arch_of(plan.space.from_optuna_params(t.params)),
+                **{k: t.user_attrs[k] for k in COST_COLUMNS if k in t.user_attrs},
+                "seconds": _seconds(t),
+                "output_dir": t.user_attrs.get("output_dir"),
+            }
+            for t in done[:TOP_K]
+        ],
+    }
 
 
 def _cell(value: Any) -> Any:
@@ -105,7 +142,11 @@ def _cell(value: Any) -> Any:
 def print_results(study: Any, plan: Any) -> None:
     rows = trial_rows(study, plan)
     best = {t.number for t in best_trials(study, plan)}
-    print_table(rows, [o.metric for o in plan.objectives], plan.space.names, best, plan.name)
+    costs = [k for k in COST_COLUMNS if any(row.get(k) is not None for row in rows)]
+    # a NAS sweep's architectures are dozens of choices: the table shows their cost, and
+    # trials.csv and sweep.json (top_k) hold the choices
+    shown = costs if plan.nas is not None else plan.space.names + costs
+    print_table(rows, [o.metric for o in plan.objectives], shown, best, plan.name)
 
 
 def print_table(
@@ -204,6 +245,8 @@ def export_best(
     trials = best_trials(study, plan)
     if not trials:
         return []
+    if plan.nas is not None:
+        return [export_best_architecture(trials[0], plan, export_dir, choices)]
     folder = Path(export_dir) if export_dir else config_dir() / "experiment"
     folder.mkdir(parents=True, exist_ok=True)
     groups = set(_groups(config_dir()))
@@ -227,6 +270,41 @@ def export_best(
         write_text(path, experiment_yaml(overrides, groups, header.replace("STEM", stem), choices))
         written.append(path)
     return written
+
+
+def export_best_architecture(
+    trial: Any, plan: Any, export_dir: str | None, choices: dict[str, str] | None
+) -> Path:
+    """A NAS sweep's best candidate as ``experiments/nas_<name>.yaml``: the architecture at full
+    fidelity (the estimation's lower-fidelity settings are left out), ready to retrain."""
+    from mlx.nas.search import arch_of, export_experiment
+    from mlx.sweep.space import override_value
+
+    values = plan.space.from_optuna_params(trial.params)
+    arch = arch_of(values)
+    others = [
+        f"{k.lstrip('+')}={override_value(v)}"
+        for k, v in values.items()
+        if k.lstrip("+") not in {f"model.net.arch.{a}" for a in arch}
+    ]
+    o = plan.objectives[0]
+    cost = ", ".join(
+        f"{trial.user_attrs[k]:,} {k}" for k in ("params", "macs") if k in trial.user_attrs
+    )
+    header = (
+        f"# the best architecture of NAS sweep {plan.name}: candidate {trial.number}, {o.metric}="
+        f"{trial.values[0]:.4g}{', ' + cost if cost else ''}; written by the mlx sweeper from\n"
+        f"# {plan.sweep_dir}. It retrains from scratch at full fidelity: mlx run experiment=STEM\n"
+    )
+    return export_experiment(
+        f"nas_{plan.name}",
+        plan.nas.space_cfg,
+        arch,
+        [*plan.base, *others],
+        header,
+        choices,
+        export_dir,
+    )
 
 
 def _groups(root: Path) -> list[str]:
@@ -259,7 +337,8 @@ def status(sweep_dir: str | Path) -> dict[str, Any]:
                 parsed[k] = _parse(v)
             rows.append(parsed)
     metrics = [o["metric"] for o in summary["objectives"]]
-    params = list(summary["search_space"])
+    params = [] if "top_k" in summary else list(summary["search_space"])
+    params += [k for k in COST_COLUMNS if any(row.get(k) not in (None, "") for row in rows)]
     best = {b["number"] for b in summary.get("best", [])}
     print_table(rows, metrics, params, best, summary["name"])
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())

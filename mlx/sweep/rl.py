@@ -34,8 +34,10 @@ Design:
   than drawn at random behind the user's back; use ``tpe`` or ``random`` for those.
 - **One objective**: a multi-objective study is refused.
 
-NNI's own ``PolicyBasedRL`` strategy is not used: it needs tianshou 0.4, which pins protobuf 3.19,
-and that conflicts with the protobuf that wandb, tensorboard and onnx need.
+NNI's own ``PolicyBasedRL`` is a NAS strategy that drives NNI's execution engine itself (PPO from
+tianshou over a gym environment) rather than proposing trials by ask-and-tell, so the mlx sweeper,
+which owns the trials, their ledger and their launchers, cannot drive it; this sampler is the
+same idea (policy-based reinforcement learning) as an Optuna sampler that any sweep can use.
 """
 
 from __future__ import annotations

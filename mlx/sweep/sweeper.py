@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class Plan:
     strategy_cfg: dict[str, Any]
     estimation_cfg: dict[str, Any] | None
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    nas: Any = None  # a NAS search's mlx.nas.search.NasContext (space, choices, budget)
 
 
 class MlxSweeper(Sweeper):
@@ -119,7 +120,7 @@ class MlxSweeper(Sweeper):
         cfg = self.config
         check_budget(self.n_trials, self.n_jobs, self.timeout, self.max_failure_rate)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space, base = searched_space(cfg, arguments, parser)
+        space, base, nas = searched_space(cfg, arguments, parser)
         objectives = [
             Objective(str(o["metric"]), str(o["mode"]))
             for o in (self.objectives or [OmegaConf.to_container(cfg.objective, resolve=True)])
@@ -130,12 +131,15 @@ class MlxSweeper(Sweeper):
         strategy_cfg = OmegaConf.to_container(cfg.strategy, resolve=True)
         estimation = cfg.get("estimation")
         estimation_cfg = OmegaConf.to_container(estimation, resolve=True) if estimation else None
-        fidelity = [
-            f"{k}={override_value(v)}"
-            for k, v in ((estimation_cfg or {}).get("fidelity") or {}).items()
-        ]
+        fidelity_values = (estimation_cfg or {}).get("fidelity") or {}
+        check_fidelity_keys(cfg, fidelity_values)
+        fidelity = [f"{k}={override_value(v)}" for k, v in fidelity_values.items()]
         sweep_dir = Path(cfg.hydra.sweep.dir)
         name = self.name or cfg.hydra.runtime.choices.get("sweep") or sweep_dir.name
+        if nas is not None:
+            from mlx.nas.search import experiment_name
+
+            name = experiment_name(cfg).removeprefix("nas_")
         plan = Plan(
             name=str(name).replace("/", "_"),
             sweep_dir=sweep_dir,
@@ -145,9 +149,15 @@ class MlxSweeper(Sweeper):
             fidelity=fidelity,
             strategy_cfg=strategy_cfg,
             estimation_cfg=estimation_cfg,
+            nas=nas,
         )
         plan.fingerprint = {
             "search_space": space.describe(),
+            **(
+                {"nas space": nas.space_cfg, "budget": asdict(nas.budget)}
+                if nas is not None
+                else {}
+            ),
             "strategy": {k: v for k, v in strategy_cfg.items() if k != "seed"},
             "estimation": estimation_cfg or {},
             "objectives": {"list": [f"{o.metric}:{o.mode}" for o in objectives]},
@@ -244,6 +254,7 @@ class MlxSweeper(Sweeper):
         started = time.monotonic()
         returns = []
         stop_reason = None
+        rejected_in_a_row = 0
         while True:
             done = count_done(study)
             if done >= budget:
@@ -260,6 +271,18 @@ class MlxSweeper(Sweeper):
             if not asked:
                 stop_reason = "the strategy has no more trials to propose"
                 break
+            if plan.nas is not None and plan.nas.budget.active:
+                asked = [
+                    (t, p) for t, p in asked if not reject_over_budget(study, t, p, plan, strategy)
+                ]
+                rejected_in_a_row = 0 if asked else rejected_in_a_row + 1
+                if rejected_in_a_row >= MAX_REJECTED_ROUNDS:
+                    stop_reason = (
+                        f"the last {MAX_REJECTED_ROUNDS} rounds of candidates were all over budget"
+                    )
+                    break
+                if not asked:
+                    continue
             batch = [trial_overrides(plan, t, params, url, study.study_name) for t, params in asked]
             first = asked[0][0].number
             try:
@@ -313,7 +336,9 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
 
     sweeper = cfg.hydra.sweeper
     check_budget(sweeper.n_trials, sweeper.n_jobs, sweeper.timeout, sweeper.max_failure_rate)
-    space, _ = searched_space(cfg, arguments, OverridesParser.create())
+    space, _, _ = searched_space(cfg, arguments, OverridesParser.create())
+    estimation = cfg.get("estimation")
+    check_fidelity_keys(cfg, (estimation.get("fidelity") if estimation else None) or {})
     if OmegaConf.select(cfg, "strategy._target_") == "optuna.samplers.GridSampler":
         try:
             space.grid()
@@ -333,13 +358,42 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
 
 def searched_space(
     cfg: DictConfig, arguments: list[str], parser: Any
-) -> tuple[SearchSpace, list[str]]:
-    """The search space (the ``search_space`` group's parameters, then the command line's sweep
-    overrides) and the command line's fixed overrides; checks that the sweep can start."""
+) -> tuple[SearchSpace, list[str], Any]:
+    """The search space (the ``search_space`` group's parameters, or a NAS space's choices, then
+    the command line's sweep overrides), the command line's fixed overrides, and a NAS search's
+    context (None for hyperparameters); checks that the sweep can start."""
     base: list[str] = []
+    nas = None
+    space_cfg = cfg.get("search_space")
+    budget = OmegaConf.select(cfg, "budget", default=None)
+    if budget is not None and any(v is not None for v in budget.values()):
+        from mlx.nas.search import is_nas_space
+
+        if not is_nas_space(space_cfg):
+            raise SweepError(
+                "budget limits the candidates of a neural architecture search (search_space=macro_cnn, cell or macro_mlp); this sweep searches hyperparameters."
+            )
+    if cfg.get("strategy") is not None and str(cfg.strategy.get("_target_", "")).startswith(
+        "nni.nas."
+    ):
+        raise SweepError(
+            f"strategy {cfg.hydra.runtime.choices.get('strategy')} is a one-shot architecture search that trains one supernet, not a sweep of trials: run it with `mlx nas search_space=... strategy={cfg.hydra.runtime.choices.get('strategy')}`."
+        )
     try:
-        space_cfg = cfg.get("search_space")
-        space = SearchSpace(space_cfg.params if space_cfg is not None else {})
+        from mlx.nas.search import is_nas_space
+
+        if is_nas_space(space_cfg):
+            from mlx.nas.search import nas_context, sweep_params
+            from mlx.nas.spaces import NasError
+
+            try:
+                nas = nas_context(cfg)
+                nas.check_feasible(int(cfg.seed))
+            except NasError as e:
+                raise SweepError(str(e)) from None
+            space = SearchSpace(sweep_params(nas.choices))
+        else:
+            space = SearchSpace(space_cfg.params if space_cfg is not None else {})
         for o in parser.parse_overrides(list(arguments)):
             if o.is_sweep_override():
                 space.add(from_override(o))
@@ -356,7 +410,25 @@ def searched_space(
         raise SweepError(
             f"the mlx sweeper needs a strategy: add strategy=NAME ({', '.join(strategy_options())})."
         )
-    return space, base
+    return space, base, nas
+
+
+def check_fidelity_keys(cfg: DictConfig, fidelity: dict[str, Any]) -> None:
+    """Every key an estimation's fidelity sets must be a key of the composed config."""
+    for key in fidelity:
+        parent, _, leaf = str(key).rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig) or leaf not in node:
+            option = cfg.hydra.runtime.choices.get("estimation")
+            raise SweepError(
+                f"estimation={option} sets '{key}', which this config does not have"
+                + (
+                    " (it is a parameter of search_space=cell)"
+                    if str(key).startswith("search_space.")
+                    else ""
+                )
+                + "; choose another estimation."
+            )
 
 
 def check_budget(n_trials: Any, n_jobs: Any, timeout: Any, max_failure_rate: Any) -> None:
@@ -494,6 +566,12 @@ def check_combination(plan: Plan, strategy: Strategy) -> None:
         )
     if multi and isinstance(strategy.sampler, optuna.samplers.CmaEsSampler):
         raise SweepError("strategy cmaes optimises one objective only; use nsga2 or tpe.")
+    from mlx.sweep.rl import PolicyGradientSampler, check_space
+
+    if isinstance(strategy.sampler, PolicyGradientSampler):
+        if multi:
+            raise SweepError("strategy rl optimises one objective only; use nsga2 or tpe.")
+        check_space(plan.space)  # a SearchSpaceError, which run_sweep reports as a SweepError
 
 
 def _cause(e: BaseException) -> str:
@@ -503,6 +581,8 @@ def _cause(e: BaseException) -> str:
 
 
 def count_done(study: Any) -> int:
+    """Trials that count against ``n_trials``: those that ran (not interrupted ones, nor
+    candidates rejected before training for being over budget)."""
     from optuna.trial import TrialState
 
     return sum(
@@ -510,7 +590,37 @@ def count_done(study: Any) -> int:
         for t in study.trials
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         and not t.user_attrs.get("interrupted")
+        and not t.user_attrs.get("rejected")
     )
+
+
+# a NAS sweep whose strategy keeps proposing over-budget candidates stops after this many
+# rounds in a row
+MAX_REJECTED_ROUNDS = 200
+
+
+def reject_over_budget(
+    study: Any, trial: Any, params: dict[str, Any], plan: Plan, strategy: Strategy
+) -> bool:
+    """Check a NAS candidate's cost against the budget before it trains; an over-budget one is
+    told to the ledger as failed with a ``rejected`` reason and is not launched."""
+    from optuna.trial import TrialState
+
+    from mlx.nas.search import arch_of
+
+    cost = plan.nas.cost(arch_of(params))
+    for key, value in cost.items():
+        trial.set_user_attr(key, value)
+    reason = plan.nas.budget.violation(cost)
+    if reason is None:
+        return False
+    trial.set_user_attr("rejected", reason)
+    trial.set_user_attr("error", f"rejected before training: {reason}")
+    study.tell(trial, state=TrialState.FAIL)
+    if strategy.adapter is not None:
+        strategy.adapter.observe(trial.user_attrs.get("tuner_id", trial.number), params, None)
+    log.info("candidate %d rejected before training: %s", trial.number, reason)
+    return True
 
 
 def failure_rate(study: Any) -> tuple[int, int] | None:
@@ -521,6 +631,7 @@ def failure_rate(study: Any) -> tuple[int, int] | None:
         for t in study.trials
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         and not t.user_attrs.get("interrupted")
+        and not t.user_attrs.get("rejected")
     ]
     if len(ended) < 3:
         return None
@@ -620,6 +731,9 @@ def tell(
         except RecordError as e:
             record, error = None, str(e)
         if record is not None:
+            for key in ("params", "macs"):
+                if f"model/{key}" in record.metrics:
+                    trial.set_user_attr(key, record.metrics[f"model/{key}"])
             values, error = objective_values(record, plan.objectives)
             if record.status == "pruned":
                 state = TrialState.PRUNED

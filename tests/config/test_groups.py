@@ -26,9 +26,20 @@ def table_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# NAS options only make sense together: a NAS space, the searched network, a one-shot strategy
+NAS_SPACES = {"macro_cnn", "cell", "macro_mlp"}
+ONE_SHOT = {"darts", "gumbel_darts", "enas", "proxyless", "random_one_shot"}
+
+
 def extra_for(group: str, option: str, table_csv: Path) -> list[str]:
     if group == "data" and option == "csv":
         return [f"data.source.path={table_csv}", "data.source.target=label"]
+    if (group, option) == ("model", "nas"):
+        return ["search_space=cell"]
+    if group == "search_space" and option in NAS_SPACES:
+        return ["model=nas"]
+    if group == "strategy" and option in ONE_SHOT:
+        return ["model=nas", "search_space=cell"]
     return []
 
 
