@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/strategy_quality.py
+	$(BIN)/python benchmarks/nas.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

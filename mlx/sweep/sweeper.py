@@ -341,7 +341,7 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
     check_fidelity_keys(cfg, (estimation.get("fidelity") if estimation else None) or {})
     if OmegaConf.select(cfg, "strategy._target_") == "optuna.samplers.GridSampler":
         try:
-            space.grid()
+            check_grid_size(space.grid())
         except SearchSpaceError as e:
             raise SweepError(str(e)) from None
     objectives = sweeper.objectives or [cfg.objective]
@@ -429,6 +429,20 @@ def check_fidelity_keys(cfg: DictConfig, fidelity: dict[str, Any]) -> None:
                 )
                 + "; choose another estimation."
             )
+
+
+# Optuna's GridSampler lists every combination up front
+MAX_GRID = 100_000
+
+
+def check_grid_size(grid: dict[str, list[Any]]) -> int:
+    """The number of combinations of a grid; a grid too large to list is refused."""
+    size = math.prod(len(v) for v in grid.values())
+    if size > MAX_GRID:
+        raise SweepError(
+            f"strategy grid would list {size:.3g} combinations (more than {MAX_GRID:,}); narrow the search space or use strategy=random, tpe, regularized_evolution or rl."
+        )
+    return size
 
 
 def check_budget(n_trials: Any, n_jobs: Any, timeout: Any, max_failure_rate: Any) -> None:
@@ -528,7 +542,7 @@ def build_strategy(cfg: DictConfig, plan: Plan, seed_offset: int) -> Strategy:
     if isinstance(obj, functools.partial):
         if obj.func is optuna.samplers.GridSampler:
             grid = plan.space.grid()
-            grid_size = math.prod(len(v) for v in grid.values())
+            grid_size = check_grid_size(grid)
             obj = obj(search_space=grid)
         elif obj.func.__module__.startswith("nni"):
             obj = obj(optimize_mode=plan.objectives[0].direction)

@@ -172,6 +172,20 @@ def test_one_shot_search_trains_a_supernet_then_retrains_the_architecture(tmp_pa
         exported.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("strategy", ["grid", "tpe", "evolution"])
+def test_the_other_sweep_strategies_search_architectures(strategy: str, tmp_path: Path) -> None:
+    r = nas(
+        tmp_path,
+        "search_space=macro_mlp",
+        "data=breast_cancer",
+        f"strategy={strategy}",
+        "hydra.sweeper.n_trials=2",
+    )
+    assert r.returncode == 0, r.output[-3000:]
+    assert [row["state"] for row in rows(tmp_path)] == ["complete", "complete"]
+    assert (tmp_path / "experiments" / f"nas_macro_mlp_{strategy}.yaml").is_file()
+
+
 # ---- bad input: refused before any candidate trains, with no sweep folder --------------------
 
 BAD = {
@@ -207,6 +221,10 @@ BAD = {
     "a one-shot strategy on a space it cannot handle": (
         ["search_space=macro_mlp", "data=breast_cancer", "strategy=darts"],
         ["dropout"],
+    ),
+    "a grid too large to list": (
+        ["search_space=cell", "strategy=grid"],
+        ["strategy grid", "combinations"],
     ),
     "a typo in the budget": (
         ["search_space=cell", "strategy=random", "+budget.max_param=5"],
