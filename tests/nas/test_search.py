@@ -118,6 +118,22 @@ def test_budget_rejects_candidates_before_they_train_and_counts_them(tmp_path: P
     assert "rejected before training" in r.output
 
 
+def test_a_latency_budget_measures_each_candidate_on_cpu(tmp_path: Path) -> None:
+    r = nas(
+        tmp_path,
+        "search_space=macro_mlp",
+        "data=breast_cancer",
+        "strategy=random",
+        "hydra.sweeper.n_trials=2",
+        "budget.max_latency_ms=1000",
+        "budget.max_macs=10000000",
+    )
+    assert r.returncode == 0, r.output[-3000:]
+    found = rows(tmp_path)
+    assert [row["state"] for row in found] == ["complete", "complete"]
+    assert all(0 < float(row["latency_ms"]) < 1000 for row in found)
+
+
 def test_rl_searches_the_cell_space_with_the_proxy_estimation(tmp_path: Path) -> None:
     r = nas(
         tmp_path,
