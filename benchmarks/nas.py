@@ -57,7 +57,10 @@ def multi_trial(strategy: str, seed: int, n: int, epochs: int, budget: int, fold
         *SPACE,
         f"strategy={strategy}",
         f"seed={seed}",
-        f"trainer.max_epochs={epochs}",
+        # lower fidelity through the estimation, so that the exported architecture retrains at
+        # full fidelity (the default epochs)
+        "estimation=low_fidelity",
+        f"estimation.fidelity={{trainer.max_epochs:{epochs},trainer.limit_train_batches:1.0}}",
         f"budget.max_params={budget}",
         *QUIET,
         f"hydra.sweeper.n_trials={n}",
@@ -92,7 +95,8 @@ def multi_trial(strategy: str, seed: int, n: int, epochs: int, budget: int, fold
 
 
 def one_shot(strategy: str, seed: int, epochs: int, folder: Path) -> dict:
-    """One supernet search, then the run retrains the architecture at the same fidelity."""
+    """One supernet search, then the run retrains the architecture at the candidates' fidelity
+    (``trainer.max_epochs`` for both), to compare with the multi-trial candidates."""
     exported = ROOT / "experiments" / f"nas_macro_cnn_{strategy}.yaml"
     kept = exported.read_text() if exported.exists() else None
     mlx(
