@@ -15,6 +15,25 @@ SPLITS = ("train", "val", "test")
 NAN = float("nan")
 
 
+def epoch_metrics(task: str, splits: tuple[str, ...]) -> nn.ModuleDict:
+    """``<split>_<name>`` -> a torchmetrics accumulator of each metric a task logs per epoch."""
+    from torchmetrics import MeanMetric
+    from torchmetrics.regression import R2Score
+
+    # nan_strategy=nan: a NaN loss must reach the epoch mean (and fail the run there) rather
+    # than be dropped. Not "disable": torchmetrics 1.9 then ignores the weights, and an
+    # uneven last batch would count as much as a full one.
+    metrics: dict[str, nn.Module] = {}
+    for split in splits:
+        metrics[f"{split}_loss"] = MeanMetric(nan_strategy=NAN)
+        if task == "classification":
+            metrics[f"{split}_acc"] = MeanMetric(nan_strategy=NAN)
+        else:
+            metrics[f"{split}_mae"] = MeanMetric(nan_strategy=NAN)
+            metrics[f"{split}_r2"] = R2Score()
+    return nn.ModuleDict(metrics)
+
+
 class LitModel(pl.LightningModule):
     """Wraps a network with its loss, metrics and optimizer.
 
@@ -57,22 +76,7 @@ class LitModel(pl.LightningModule):
         # Epoch metrics accumulate in torchmetrics objects (exact weighted means, synced across
         # DDP processes) and are logged once per epoch: a `self.log` call per step costs more
         # than a small model's step.
-        from torchmetrics import MeanMetric
-
-        # nan_strategy=nan: a NaN loss must reach the epoch mean (and fail the run there) rather
-        # than be dropped. Not "disable": torchmetrics 1.9 then ignores the weights, and an
-        # uneven last batch would count as much as a full one.
-        metrics: dict[str, nn.Module] = {}
-        for split in SPLITS:
-            metrics[f"{split}_loss"] = MeanMetric(nan_strategy=NAN)
-            if task == "classification":
-                metrics[f"{split}_acc"] = MeanMetric(nan_strategy=NAN)
-            else:
-                from torchmetrics.regression import R2Score
-
-                metrics[f"{split}_mae"] = MeanMetric(nan_strategy=NAN)
-                metrics[f"{split}_r2"] = R2Score()
-        self.epoch_metrics = nn.ModuleDict(metrics)
+        self.epoch_metrics = epoch_metrics(task, SPLITS)
 
     def metric_names(self) -> tuple[str, ...]:
         """The metric names logged under each split for this task."""

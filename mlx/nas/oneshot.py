@@ -500,9 +500,8 @@ def _supernet_module() -> type:
     import torch
     import torch.nn.functional as F
     from nni.nas.evaluator.pytorch import LightningModule
-    from torch import nn
-    from torchmetrics import MeanMetric
-    from torchmetrics.regression import R2Score
+
+    from mlx.engine.module import epoch_metrics
 
     class SupernetModule(LightningModule):
         """The Lightning module NNI's strategies wrap: mlx's losses and metrics, AdamW.
@@ -533,16 +532,7 @@ def _supernet_module() -> type:
             self.lr = lr
             self.weight_decay = weight_decay
             self.reward_key = reward_key
-            nan = float("nan")  # a NaN loss reaches the epoch mean rather than being dropped
-            metrics: dict[str, nn.Module] = {}
-            for split in ("train", "val"):
-                metrics[f"{split}_loss"] = MeanMetric(nan_strategy=nan)
-                if task == "classification":
-                    metrics[f"{split}_acc"] = MeanMetric(nan_strategy=nan)
-                else:
-                    metrics[f"{split}_mae"] = MeanMetric(nan_strategy=nan)
-                    metrics[f"{split}_r2"] = R2Score()
-            self.epoch_metrics = nn.ModuleDict(metrics)
+            self.epoch_metrics = epoch_metrics(task, ("train", "val"))
 
         def forward(self, x: Tensor) -> Tensor:
             return self.model(x)

@@ -278,6 +278,13 @@ def precheck_one_shot(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     from mlx.nas.oneshot import check_one_shot
+
+    check_one_shot(_one_shot_context(cfg).space, instantiate(cfg.strategy))
+
+
+def _one_shot_context(cfg: DictConfig) -> NasContext:
+    """The space a one-shot strategy searches (at the estimation's fidelity), after the checks
+    that need no space; raises NasError."""
     from mlx.nas.spaces import NasError
 
     fidelity = dict(OmegaConf.select(cfg, "estimation.fidelity", default=None) or {})
@@ -290,8 +297,7 @@ def precheck_one_shot(cfg: DictConfig) -> None:
         raise NasError(
             f"a budget ({_budget_text(budget)}) rejects candidates before they train, but a one-shot strategy trains all of them at once in a supernet; use a multi-trial strategy (random, tpe, regularized_evolution, rl) with a budget."
         )
-    ctx = nas_context(cfg, fidelity=fidelity)
-    check_one_shot(ctx.space, instantiate(cfg.strategy))
+    return nas_context(cfg, fidelity=fidelity)
 
 
 # ---- one-shot search --------------------------------------------------------------------------
@@ -303,13 +309,11 @@ def one_shot_search(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], dict[st
     config."""
     from hydra.utils import instantiate
 
-    from mlx.nas.oneshot import check_one_shot, search_one_shot
+    from mlx.nas.oneshot import search_one_shot
 
-    precheck_one_shot(cfg)
+    ctx = _one_shot_context(cfg)
     fidelity = dict(OmegaConf.select(cfg, "estimation.fidelity", default=None) or {})
-    ctx = nas_context(cfg, fidelity=fidelity)
-    strategy = instantiate(cfg.strategy)
-    check_one_shot(ctx.space, strategy)
+    strategy = instantiate(cfg.strategy)  # search_one_shot checks it can search the space
     name = experiment_name(cfg)
     log.info(
         "stage search: one-shot %s over %s (%d choices), supernet on %s",
