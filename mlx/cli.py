@@ -23,6 +23,9 @@ commands:
   eval    evaluate a checkpoint on the test split: mlx eval ckpt_path=PATH
   sweep   run a sweep file of sweeps/: mlx sweep NAME [overrides] (= mlx run -m sweep=NAME);
           mlx sweep status DIR prints a sweep folder's trials and best trial(s)
+  compress
+          compress a trained checkpoint and measure each stage:
+          mlx compress ckpt_path=PATH compression=[distill,prune]
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
           the best architecture is written to experiments/nas_<name>.yaml
@@ -39,6 +42,8 @@ examples:
   mlx sweep status outputs/sweeps/digits_tpe
   mlx nas search_space=cell strategy=regularized_evolution estimation=low_fidelity
   mlx nas search_space=macro_cnn strategy=darts trainer.max_epochs=10
+  mlx run model=mlp compression=[pca,distill,prune]   train, then compress in that order
+  mlx compress ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt compression=prune
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
@@ -58,6 +63,11 @@ COMMANDS = {
     "run": Command("mlx.run", "compose an experiment and run its stages"),
     "eval": Command("mlx.evaluate", "evaluate a checkpoint on the test split", ("task_name=eval",)),
     "sweep": Command("mlx.run", "run a sweep file: mlx sweep NAME (= mlx run -m sweep=NAME)"),
+    "compress": Command(
+        "mlx.compression.command",
+        "compress a trained checkpoint: mlx compress ckpt_path=PATH compression=[...]",
+        ("task_name=compress",),
+    ),
     "nas": Command(
         "mlx.run",
         "search an architecture: mlx nas search_space=NAME strategy=NAME",

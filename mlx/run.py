@@ -7,6 +7,7 @@ A stage whose config group is empty is skipped.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -35,51 +36,116 @@ register_resolvers()  # launchers that run jobs in other processes import this m
 
 def main(cfg: DictConfig) -> float:
     """Hydra task function of ``mlx run``: validate, run, return the objective's value."""
-    validate(cfg)
-    search_stage(cfg)
-    return run(cfg)
+    with config_errors_reported():
+        validate(cfg)
+        search_stage(cfg)
+        return run(cfg)
 
 
-def run(cfg: DictConfig) -> float:
-    """Train and test one configuration; returns ``objective.metric``'s best value."""
+@contextmanager
+def config_errors_reported() -> Iterator[None]:
+    """Bad input found inside a single run (checks that need the data or the model) ends the
+    command with mlx's one-paragraph error and exit status 2, as the command-line checks do.
+    In a multirun the error stays an exception: the launcher records the job as failed."""
+    try:
+        yield
+    except ConfigError as e:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        single = not HydraConfig.initialized() or HydraConfig.get().mode == RunMode.RUN
+        if not single or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        from mlx.cli import _fail
+
+        raise SystemExit(_fail(str(e))) from None
+
+
+def run(cfg: DictConfig, *, train: bool = True) -> float:
+    """Train and test one configuration, then run its later stages; returns
+    ``objective.metric``'s best value. Without ``train`` (``mlx compress``), the weights come
+    from ``ckpt_path`` and are only tested before the later stages."""
     out = Path(cfg.paths.output_dir)
     recorder = Recorder(
         out,
         OmegaConf.to_yaml(cfg, resolve=True),
-        provenance(command="run", seed=cfg.seed, overrides=job_overrides()),
+        provenance(
+            command="run" if train else "compress", seed=cfg.seed, overrides=job_overrides()
+        ),
     )
     with tracking_finished(), recorder:
         with recorder.stage("setup"):
             import pytorch_lightning as pl
+
+            from mlx.engine.callbacks import WeightsAfterFirstEpoch
 
             quiet_lightning()
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             dm, model = build_data_and_model(cfg)
             check_objective(cfg, model)
             check_resume(cfg)
-            trainer = build_trainer(cfg, training=True)
-        with recorder.stage("train"):
-            trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
-        fit_metrics = scalar_metrics(trainer)
-        # read before testing: testing restores the best checkpoint's callback state
-        recorder.extra = run_summary(trainer, dm, out)
-        recorder.objective = objective(cfg, trainer, fit_metrics)
-        size = {"model/params": count_params(model), "model/macs": count_macs(model, dm)}
-        recorder.metrics = {**fit_metrics, **size}
-        if (epoch := pruned_epoch(trainer)) is not None:
-            # the sweep's pruner stopped this trial: no test, the record says so
-            recorder.status = "pruned"
-            recorder.extra["pruned_at_epoch"] = epoch
-            log.info("trial pruned at epoch %d by the sweep's pruner", epoch)
+            stages = build_compression(cfg, model, dm)
+            trainer = build_trainer(cfg, training=train)
+            early = WeightsAfterFirstEpoch() if stages and train else None
+            if early is not None:
+                trainer.callbacks.append(early)
+            # the weights before training, for lottery-ticket rewinding
+            initial = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+        if train:
+            train_and_test(cfg, recorder, dm, model, trainer)
         else:
-            best = recorder.extra["checkpoints"].get("best") or None
-            with recorder.stage("test"):
-                trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
-            recorder.metrics = {**fit_metrics, **scalar_metrics(trainer), **size}
-            recorder.objective = objective(cfg, trainer, recorder.metrics)
-        skip_stages(cfg, ["compress", "analyse", "deploy"])
+            test_checkpoint(cfg, recorder, dm, model, trainer)
+        if recorder.status != "pruned":
+            if stages:
+                with recorder.stage("compress"):
+                    compress_stage(
+                        cfg, recorder, dm, model, stages, initial, early.state if early else None
+                    )
+            else:
+                log.info("stage compress: skipped (compression is empty)")
+        skip_stages(cfg, ["analyse", "deploy"])
     print_summary(out, recorder)
     return recorder.objective["value"]
+
+
+def train_and_test(cfg: DictConfig, recorder: Recorder, dm: Any, model: Any, trainer: Any) -> None:
+    """Fit, then test the best checkpoint; the record gets metrics, objective and summary."""
+    out = Path(cfg.paths.output_dir)
+    with recorder.stage("train"):
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    fit_metrics = scalar_metrics(trainer)
+    # read before testing: testing restores the best checkpoint's callback state
+    recorder.extra = run_summary(trainer, dm, out)
+    recorder.objective = objective(cfg, trainer, fit_metrics)
+    size = {"model/params": count_params(model), "model/macs": count_macs(model, dm)}
+    recorder.metrics = {**fit_metrics, **size}
+    if (epoch := pruned_epoch(trainer)) is not None:
+        # the sweep's pruner stopped this trial: no test, the record says so
+        recorder.status = "pruned"
+        recorder.extra["pruned_at_epoch"] = epoch
+        log.info("trial pruned at epoch %d by the sweep's pruner", epoch)
+        return
+    best = recorder.extra["checkpoints"].get("best") or None
+    with recorder.stage("test"):
+        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+    recorder.metrics = {**fit_metrics, **scalar_metrics(trainer), **size}
+    recorder.objective = objective(cfg, trainer, recorder.metrics)
+
+
+def test_checkpoint(cfg: DictConfig, recorder: Recorder, dm: Any, model: Any, trainer: Any) -> None:
+    """``mlx compress``: no training; the checkpoint's weights are tested as the baseline."""
+    import torch
+
+    ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["state_dict"])
+    with recorder.stage("test"):
+        trainer.test(model, datamodule=dm, verbose=False)
+    size = {"model/params": count_params(model), "model/macs": count_macs(model, dm)}
+    recorder.metrics = {**scalar_metrics(trainer), **size}
+    name = cfg.objective.metric.replace("val/", "test/").replace("train/", "test/")
+    value = recorder.metrics.get(name, float("nan"))
+    recorder.objective = {"metric": name, "mode": cfg.objective.mode, "value": value}
+    recorder.extra = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "data": dm.describe()}
 
 
 def job_overrides() -> list[str]:
@@ -190,6 +256,80 @@ def search_stage(cfg: DictConfig) -> None:
         )
     else:
         log.info("stage search: skipped (search_space is empty)")
+
+
+def build_compression(cfg: DictConfig, model: Any, dm: Any) -> list[Any]:
+    """The compression stages in their listed order, each checked before anything trains."""
+    if not cfg.get("compression"):
+        return []
+    from hydra.utils import instantiate
+
+    from mlx.compression.base import CompressionError
+    from mlx.compression.pipeline import check_stages
+
+    stages = [instantiate(node) for node in cfg.compression.values() if node is not None]
+    try:
+        check_stages(
+            stages, model.net, tuple(dm.input_shape), dm.num_outputs, dm.task, rebuilder(cfg, dm)
+        )
+    except CompressionError as e:
+        raise ConfigError(str(e)) from e
+    log.info("compression: %s", " -> ".join(s.name for s in stages))
+    return stages
+
+
+def rebuilder(cfg: DictConfig, dm: Any) -> Any:
+    """Builds a fresh network of the run's model config for another input shape."""
+    from hydra.utils import instantiate
+
+    def rebuild(input_shape: tuple[int, ...]) -> Any:
+        return instantiate(cfg.model.net)(
+            input_shape=tuple(input_shape), num_outputs=dm.num_outputs
+        )
+
+    return rebuild
+
+
+def compress_stage(
+    cfg: DictConfig,
+    recorder: Recorder,
+    dm: Any,
+    model: Any,
+    stages: list[Any],
+    initial: dict[str, Any] | None,
+    early: dict[str, Any] | None,
+) -> None:
+    """Apply the compression stages to the trained (best) network; the table goes to the record."""
+    from hydra.utils import instantiate
+
+    from mlx.compression.pipeline import compress, make_tools, print_table
+
+    tools = make_tools(
+        model,
+        dm,
+        progress_bar=bool(cfg.trainer.enable_progress_bar and cfg.callbacks.get("progress_bar")),
+        initial_state=initial,
+        early_state=early,
+        rebuild=rebuilder(cfg, dm),
+    )
+    rows = compress(
+        stages,
+        model.net,
+        tools,
+        instantiate(cfg.latency),
+        Path(cfg.paths.output_dir),
+        OmegaConf.to_container(cfg, resolve=True),
+    )
+    recorder.extra["compression"] = rows
+    final = rows[-1]
+    for key, value in final.items():
+        if (
+            key.startswith(("val/", "test/"))
+            or key in ("params", "macs", "size_bytes")
+            or key.startswith("latency_")
+        ):
+            recorder.metrics[f"compressed/{key}"] = value
+    print_table(rows, cfg.objective.metric.replace("train/", "val/"))
 
 
 def trial_pruning(cfg: DictConfig) -> Any:

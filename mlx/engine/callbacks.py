@@ -91,3 +91,16 @@ class ConfigInCheckpoint(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CHECKPOINT_KEY] = {"config": self.config}
+
+
+class WeightsAfterFirstEpoch(pl.Callback):
+    """Keeps a copy of the network's weights when the first training epoch ends (the
+    early-training point that lottery tickets can rewind to)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.state is None and trainer.current_epoch == 0:
+            net = getattr(pl_module, "net", pl_module)
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}

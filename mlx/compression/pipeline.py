@@ -1,0 +1,321 @@
+"""The compress stage: check every stage before any work, apply them in order to the trained
+network, and measure the baseline and each stage's result (task metrics, parameters, MACs,
+bytes on disk, CPU latency). Each stage's network is saved as ``compressed/<i>_<name>.pt``,
+which ``mlx eval ckpt_path=...`` evaluates again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlx.compression.base import CompressionError, Stage, StageInput, Tools
+from mlx.compression.measure import LatencyMeter, count_macs, count_params, serialized_bytes
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from torch import Tensor, nn
+
+log = logging.getLogger("mlx")
+
+COMPRESSED_KEY = "compressed"  # the network and its stages, inside a saved file
+FOLDER = "compressed"
+
+
+def check_stages(
+    stages: Sequence[Stage],
+    net: nn.Module,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    task: str,
+    rebuild: Callable[[tuple[int, ...]], nn.Module] | None = None,
+) -> None:
+    """Every stage's own check, in order, each seeing the stages before it; nothing trains."""
+    names = [s.name for s in stages]
+    for dup in {n for n in names if names.count(n) > 1}:
+        raise CompressionError(f"compression lists {dup} twice: each stage runs once.")
+    for i, stage in enumerate(stages):
+        stage.check(StageInput(net, tuple(input_shape), num_outputs, task, names[:i], rebuild))
+
+
+def evaluate_net(net: nn.Module, dm: Any, task: str) -> dict[str, float]:
+    """The task's metrics of ``net`` on the val and test splits (``val/acc``, ``test/loss``...)."""
+    import torch
+    import torch.nn.functional as F
+
+    was = net.training
+    net.eval()
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+            n, loss, hits, abs_err, ys, preds = 0, 0.0, 0.0, 0.0, [], []
+            for x, y in loader:
+                pred = net(x)
+                b = y.shape[0]
+                n += b
+                if task == "classification":
+                    loss += float(F.cross_entropy(pred, y, reduction="sum"))
+                    hits += float((pred.argmax(dim=1) == y).sum())
+                else:
+                    p = pred.squeeze(-1).float()
+                    loss += float(F.mse_loss(p, y, reduction="sum"))
+                    abs_err += float((p - y).abs().sum())
+                    ys.append(y)
+                    preds.append(p)
+            out[f"{split}/loss"] = loss / n
+            if task == "classification":
+                out[f"{split}/acc"] = hits / n
+            else:
+                y_all, p_all = torch.cat(ys), torch.cat(preds)
+                ss_tot = float(((y_all - y_all.mean()) ** 2).sum())
+                out[f"{split}/mae"] = abs_err / n
+                out[f"{split}/r2"] = 1 - float(((y_all - p_all) ** 2).sum()) / ss_tot
+    net.train(was)
+    return out
+
+
+class _FitModule:
+    """Builds the LightningModule that trains a bare network with a given loss."""
+
+    @staticmethod
+    def build(
+        net: nn.Module,
+        loss_fn: Callable[[nn.Module, Tensor, Tensor], Tensor],
+        make_optimizer: Callable[..., Any],
+        lr: float,
+        weight_decay: float,
+    ) -> pl.LightningModule:
+        import pytorch_lightning as pl
+
+        class FitModule(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+                x, y = batch
+                loss = loss_fn(self.net, x, y)
+                self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
+                return loss
+
+            def configure_optimizers(self) -> Any:
+                params = [p for p in self.net.parameters() if p.requires_grad]
+                return make_optimizer(params, lr=lr, weight_decay=weight_decay)
+
+        return FitModule()
+
+
+def make_tools(
+    model: Any,
+    dm: Any,
+    *,
+    progress_bar: bool,
+    initial_state: dict[str, Tensor] | None,
+    early_state: dict[str, Tensor] | None,
+    rebuild: Callable[[tuple[int, ...]], nn.Module],
+) -> Tools:
+    """The tools a stage borrows, built from the run's LitModel (optimizer, lr, loss) and data."""
+    import torch.nn.functional as F
+
+    task = model.task
+
+    def task_loss(out: Tensor, y: Tensor) -> Tensor:
+        if task == "classification":
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out.squeeze(-1), y)
+
+    def fit(net: nn.Module, epochs: int, loss_fn: Callable[..., Tensor]) -> nn.Module:
+        if epochs <= 0:
+            return net
+        import pytorch_lightning as pl
+
+        module = _FitModule.build(net, loss_fn, model.make_optimizer, model.lr, model.weight_decay)
+        callbacks = []
+        if progress_bar:
+            from pytorch_lightning.callbacks import RichProgressBar
+
+            callbacks.append(RichProgressBar(leave=False, refresh_rate=5))
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress_bar,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            callbacks=callbacks,
+        )
+        trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        return net
+
+    def fine_tune(net: nn.Module, epochs: int) -> nn.Module:
+        return fit(net, epochs, lambda n, x, y: task_loss(n(x), y))
+
+    return Tools(
+        input_shape=tuple(dm.input_shape),
+        num_outputs=int(dm.num_outputs),
+        task=task,
+        train_batches=dm.train_dataloader,
+        loss=task_loss,
+        fine_tune=fine_tune,
+        evaluate=lambda net: evaluate_net(net, dm, task),
+        log=log.info,
+        initial_state=initial_state,
+        early_state=early_state,
+        fit=fit,
+        rebuild=rebuild,
+    )
+
+
+def measure(
+    label: str,
+    net: nn.Module,
+    tools: Tools,
+    meter: LatencyMeter,
+    example: Tensor,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One row of the compression table."""
+    row: dict[str, Any] = {"stage": label}
+    row.update(tools.evaluate(net))
+    row["params"] = count_params(net)
+    macs = count_macs(net, tools.input_shape)
+    if macs is None and previous is not None:
+        # int8 kernels are invisible to the counter; quantizing keeps the float structure's MACs
+        macs = previous.get("macs")
+    row["macs"] = macs
+    row["size_bytes"] = serialized_bytes(net)
+    row.update(meter(net, example))
+    return row
+
+
+def save_net(
+    path: Path, net: nn.Module, stages: list[dict[str, Any]], config: dict[str, Any]
+) -> None:
+    """The compressed network with the run's config and what each stage did, written whole."""
+    import torch
+
+    from mlx.engine.callbacks import CHECKPOINT_KEY
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {CHECKPOINT_KEY: {"config": config}, COMPRESSED_KEY: {"net": net, "stages": stages}}, tmp
+    )
+    tmp.replace(path)
+
+
+def load_net(path: str | Path) -> nn.Module:
+    """The network in an mlx file: a compressed network, or a Lightning checkpoint's model."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt:
+        return ckpt[COMPRESSED_KEY]["net"]
+    from mlx.engine.callbacks import CHECKPOINT_KEY
+
+    config = ckpt.get(CHECKPOINT_KEY, {}).get("config") if isinstance(ckpt, dict) else None
+    if config is None:
+        raise CompressionError(f"{path} is not an mlx checkpoint (no config inside).")
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(config)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model)(
+        input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
+    )
+    model.load_state_dict(ckpt["state_dict"])
+    return model.net
+
+
+def is_compressed_file(path: str | Path) -> bool:
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt
+
+
+def compress(
+    stages: Sequence[Stage],
+    net: nn.Module,
+    tools: Tools,
+    meter: LatencyMeter,
+    out: Path,
+    config: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Measure ``net``, then apply and measure each stage in order; returns the table's rows.
+    ``net`` itself is left as it was (stages work on a copy)."""
+    example = example_batch_from(tools)
+    rows = [measure("baseline", net, tools, meter, example, None)]
+    log.info(_line(rows[-1]))
+    current = copy.deepcopy(net)
+    done: list[dict[str, Any]] = []
+    for i, stage in enumerate(stages, start=1):
+        tools.log(f"stage compress: {stage.name} ({i}/{len(stages)})")
+        current = stage.apply(current, tools)
+        done.append({"name": stage.name, **stage.details()})
+        path = out / FOLDER / f"{i}_{stage.name}.pt"
+        save_net(path, current, done, config)
+        row = measure(stage.name, current, tools, meter, example, rows[-1])
+        row["file"] = str(path)
+        row["details"] = stage.details()
+        rows.append(row)
+        log.info(_line(row))
+    return rows
+
+
+def example_batch_from(tools: Tools) -> Tensor:
+    batch: Iterable[Any] = tools.train_batches()
+    x, _ = next(iter(batch))
+    return x
+
+
+def _line(row: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("val/", "test/")))
+    return (
+        f"compress {row['stage']}: {metrics}; {row['params']:,} params, "
+        f"{row['macs'] or 0:,} MACs, {row['size_bytes'] / 1024:.1f} KiB, "
+        f"b1 {row.get('latency_b1_p50_ms', float('nan')):.3f} ms, b64 {row.get('latency_b64_p50_ms', float('nan')):.3f} ms"
+    )
+
+
+def print_table(rows: list[dict[str, Any]], metric: str) -> None:
+    """The per-stage table: the task metric, size and latency, each against the baseline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    base = rows[0]
+    table = Table(title="compression: each stage against the baseline")
+    lat = [k for k in base if k.startswith("latency_")]
+    for col in (
+        "stage",
+        metric,
+        "params",
+        "MACs",
+        "size KiB",
+        *[k.replace("latency_", "").replace("_ms", " ms") for k in lat],
+    ):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for row in rows:
+
+        def ratio(key: str, row: dict[str, Any] = row) -> str:
+            if row is base or not row.get(key) or not base.get(key):
+                return ""
+            return f" ({base[key] / row[key]:.2f}x)"
+
+        table.add_row(
+            row["stage"],
+            f"{row.get(metric, float('nan')):.4f}",
+            f"{row['params']:,}{ratio('params')}",
+            f"{row['macs']:,}{ratio('macs')}" if row["macs"] else "-",
+            f"{row['size_bytes'] / 1024:.1f}{ratio('size_bytes')}",
+            *[f"{row[k]:.3f}{ratio(k)}" for k in lat],
+        )
+    Console().print(table)
