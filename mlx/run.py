@@ -53,7 +53,8 @@ def config_errors_reported() -> Iterator[None]:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        single = not HydraConfig.initialized() or HydraConfig.get().mode == RunMode.RUN
+        # only a command-line run ends the process; a caller in Python gets the exception
+        single = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
         if not single or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         from mlx.cli import _fail
