@@ -61,20 +61,19 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> float:
             quiet_lightning()
             dm, model = build_data_and_model(cfg)
             trainer = build_trainer(cfg, training=False)
-        from mlx.compression.pipeline import is_compressed_file, load_net
+        import torch
 
-        params = count_params(model)
+        from mlx.compression.pipeline import compressed_net
+
+        ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
         with recorder.stage("test"):
-            if is_compressed_file(cfg.ckpt_path):
-                # a network written by the compress stage (pruned, int8...): whole, not weights
-                from mlx.compression.measure import count_params as count_all
-
-                model.net = load_net(cfg.ckpt_path)
-                params = count_all(model.net)
+            if (net := compressed_net(ckpt)) is not None:
+                # a network written by the compress stage (pruned, distilled...): whole, not weights
+                model.net = net
                 trainer.test(model, datamodule=dm, verbose=False)
             else:
                 trainer.test(model, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)
-        recorder.metrics = {**scalar_metrics(trainer), "model/params": params}
+        recorder.metrics = {**scalar_metrics(trainer), "model/params": count_params(model)}
         name = cfg.objective.metric.replace("val/", "test/").replace("train/", "test/")
         recorder.objective = {
             "metric": name,

@@ -25,12 +25,6 @@ def serialized_bytes(net: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-def count_params(net: nn.Module) -> int:
-    """Parameters of the network (masked weights of a lottery ticket still count: they are
-    zeros, not gone)."""
-    return sum(p.numel() for p in net.parameters())
-
-
 def count_macs(net: nn.Module, input_shape: tuple[int, ...]) -> int | None:
     """MACs of one forward pass on one example; None when the ops cannot be counted (the
     counter sees only float matmuls and convolutions, not int8 kernels)."""

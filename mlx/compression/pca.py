@@ -17,23 +17,20 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-class Projection:
-    """Builds the frozen ``Flatten -> Linear`` layer that applies a fitted PCA."""
+def projection_layer(mean: Any, components: Any) -> nn.Module:
+    """``x -> (x - mean) @ components.T`` as a frozen ``Flatten -> Linear``; ``components`` is
+    ``(k, D)``."""
+    import torch
+    from torch import nn
 
-    @staticmethod
-    def layer(mean: Any, components: Any) -> nn.Module:
-        """``x -> (x - mean) @ components.T`` as a Linear layer; ``components`` is ``(k, D)``."""
-        import torch
-        from torch import nn
-
-        comps = torch.as_tensor(components, dtype=torch.float32)  # (k, D)
-        mu = torch.as_tensor(mean, dtype=torch.float32)  # (D,)
-        linear = nn.Linear(comps.shape[1], comps.shape[0])
-        with torch.no_grad():
-            linear.weight.copy_(comps)
-            linear.bias.copy_(-(comps @ mu))
-        linear.requires_grad_(False)
-        return nn.Sequential(nn.Flatten(), linear)
+    comps = torch.as_tensor(components, dtype=torch.float32)  # (k, D)
+    mu = torch.as_tensor(mean, dtype=torch.float32)  # (D,)
+    linear = nn.Linear(comps.shape[1], comps.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(comps)
+        linear.bias.copy_(-(comps @ mu))
+    linear.requires_grad_(False)
+    return nn.Sequential(nn.Flatten(), linear)
 
 
 class PCA:
@@ -109,7 +106,7 @@ class PCA:
         comps = pca.components_  # (k, D)
         if self.whiten:
             comps = comps / np.sqrt(pca.explained_variance_)[:, None]
-        projection = Projection.layer(pca.mean_, comps)
+        projection = projection_layer(pca.mean_, comps)
         kept = int(pca.n_components_)
         assert tools.rebuild is not None
         try:

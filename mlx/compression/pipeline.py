@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx.compression.base import CompressionError, Stage, StageInput, Tools
-from mlx.compression.measure import LatencyMeter, count_macs, count_params, serialized_bytes
+from mlx.compression.measure import LatencyMeter, count_macs, serialized_bytes
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -77,35 +77,32 @@ def evaluate_net(net: nn.Module, dm: Any, task: str) -> dict[str, float]:
     return out
 
 
-class _FitModule:
-    """Builds the LightningModule that trains a bare network with a given loss."""
+def fit_module(
+    net: nn.Module,
+    loss_fn: Callable[[nn.Module, Tensor, Tensor], Tensor],
+    make_optimizer: Callable[..., Any],
+    lr: float,
+    weight_decay: float,
+) -> pl.LightningModule:
+    """A LightningModule that trains a bare network with a given loss."""
+    import pytorch_lightning as pl
 
-    @staticmethod
-    def build(
-        net: nn.Module,
-        loss_fn: Callable[[nn.Module, Tensor, Tensor], Tensor],
-        make_optimizer: Callable[..., Any],
-        lr: float,
-        weight_decay: float,
-    ) -> pl.LightningModule:
-        import pytorch_lightning as pl
+    class FitModule(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
 
-        class FitModule(pl.LightningModule):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = net
+        def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+            x, y = batch
+            loss = loss_fn(self.net, x, y)
+            self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
+            return loss
 
-            def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-                x, y = batch
-                loss = loss_fn(self.net, x, y)
-                self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
-                return loss
+        def configure_optimizers(self) -> Any:
+            params = [p for p in self.net.parameters() if p.requires_grad]
+            return make_optimizer(params, lr=lr, weight_decay=weight_decay)
 
-            def configure_optimizers(self) -> Any:
-                params = [p for p in self.net.parameters() if p.requires_grad]
-                return make_optimizer(params, lr=lr, weight_decay=weight_decay)
-
-        return FitModule()
+    return FitModule()
 
 
 def make_tools(
@@ -132,7 +129,7 @@ def make_tools(
             return net
         import pytorch_lightning as pl
 
-        module = _FitModule.build(net, loss_fn, model.make_optimizer, model.lr, model.weight_decay)
+        module = fit_module(net, loss_fn, model.make_optimizer, model.lr, model.weight_decay)
         callbacks = []
         if progress_bar:
             from pytorch_lightning.callbacks import RichProgressBar
@@ -183,7 +180,7 @@ def measure(
     """One row of the compression table."""
     row: dict[str, Any] = {"stage": label}
     row.update(tools.evaluate(net))
-    row["params"] = count_params(net)
+    row["params"] = sum(p.numel() for p in net.parameters())
     macs = count_macs(net, tools.input_shape)
     if macs is None and previous is not None:
         # int8 kernels are invisible to the counter; quantizing keeps the float structure's MACs
@@ -210,13 +207,20 @@ def save_net(
     tmp.replace(path)
 
 
+def compressed_net(ckpt: Any) -> nn.Module | None:
+    """The network of a loaded file written by the compress stage, or None for another file."""
+    if isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt:
+        return ckpt[COMPRESSED_KEY]["net"]
+    return None
+
+
 def load_net(path: str | Path) -> nn.Module:
     """The network in an mlx file: a compressed network, or a Lightning checkpoint's model."""
     import torch
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt:
-        return ckpt[COMPRESSED_KEY]["net"]
+    if (net := compressed_net(ckpt)) is not None:
+        return net
     from mlx.engine.callbacks import CHECKPOINT_KEY
 
     config = ckpt.get(CHECKPOINT_KEY, {}).get("config") if isinstance(ckpt, dict) else None
@@ -233,13 +237,6 @@ def load_net(path: str | Path) -> nn.Module:
     )
     model.load_state_dict(ckpt["state_dict"])
     return model.net
-
-
-def is_compressed_file(path: str | Path) -> bool:
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt
 
 
 def compress(

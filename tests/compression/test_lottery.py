@@ -10,71 +10,23 @@ from typing import Any
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from mlx.compression.base import CompressionError, StageInput, Tools
 from mlx.compression.lottery import LotteryTicket
 from mlx.compression.prune import Prune
 from mlx.models import CNN, MLP
+from tests.compression.digits_tools import CLASSES, SHAPE, digits_tools
 
-SHAPE = (1, 8, 8)
-CLASSES = 10
-
-
-def digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """sklearn digits in [0, 1] as (N, 1, 8, 8) images, split 1200 / 300 / rest."""
-    data = load_digits()
-    x = torch.tensor(data.data / 16.0, dtype=torch.float32).reshape(-1, *SHAPE)
-    y = torch.tensor(data.target)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[order], y[order]
-    return {
-        "train": (x[:1200], y[:1200]),
-        "val": (x[1200:1500], y[1200:1500]),
-        "test": (x[1500:], y[1500:]),
-    }
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_tools(data: dict[str, Any], seen: list[dict[str, torch.Tensor]] | None = None) -> Tools:
-    """Tools over ``data`` with a plain Adam loop; ``seen`` keeps the weights each fine-tune
-    starts from."""
-
-    def train_batches() -> DataLoader:
-        return DataLoader(TensorDataset(*data["train"]), batch_size=64, shuffle=True)
-
-    def fine_tune(net: nn.Module, epochs: int) -> nn.Module:
-        if seen is not None:
-            seen.append({k: v.clone() for k, v in weights(net).items()})
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        net.train()
-        for _ in range(epochs):
-            for x, y in train_batches():
-                opt.zero_grad()
-                nn.functional.cross_entropy(net(x), y).backward()
-                opt.step()
-        return net
-
-    @torch.no_grad()
-    def evaluate(net: nn.Module) -> dict[str, float]:
-        net.eval()
-        out = {
-            f"{split}/acc": (net(x).argmax(1) == y).float().mean().item()
-            for split, (x, y) in ((s, data[s]) for s in ("val", "test"))
-        }
-        net.train()
-        return out
-
-    return Tools(
-        input_shape=SHAPE,
-        num_outputs=CLASSES,
-        task="classification",
-        train_batches=train_batches,
-        loss=nn.functional.cross_entropy,
-        fine_tune=fine_tune,
-        evaluate=evaluate,
-        log=lambda line: None,
+    """Tools over ``data``; ``seen`` keeps the weights each fine-tune starts from."""
+    if seen is None:
+        return digits_tools(data)
+    return digits_tools(
+        data, lambda net, epochs: seen.append({k: v.clone() for k, v in weights(net).items()})
     )
 
 
@@ -87,20 +39,6 @@ def weights(net: nn.Module) -> dict[str, torch.Tensor]:
         for attr in ("weight", "bias")
         if getattr(m, attr) is not None
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data() -> dict[str, Any]:
-    return digits()
 
 
 def start(net: nn.Module, data: dict[str, Any], seen=None) -> tuple[nn.Module, Tools]:
