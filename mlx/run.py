@@ -359,7 +359,9 @@ def pruned_epoch(trainer: Any) -> int | None:
 
 
 def count_params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
+    from mlx.compression.measure import count_params as count
+
+    return count(model)
 
 
 def count_macs(model: Any, dm: Any) -> int:
@@ -449,7 +451,9 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"run finished in {recorder.stages.get('train', 0) + recorder.stages.get('test', 0):.1f} s",
+        title="run finished ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in recorder.stages.items() if k != "setup")
+        + ")",
         show_header=True,
     )
     table.add_column("metric")

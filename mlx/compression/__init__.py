@@ -1,4 +1,4 @@
-"""Model compression stages: structural pruning, lottery tickets, knowledge distillation and PCA, applied in the listed order to a trained network and measured each.
+"""Model compression stages: structural pruning, lottery tickets, int8 quantization, knowledge distillation and PCA, applied in the listed order to a trained network and measured each.
 
 Importing this package is cheap; each stage loads on first use.
 """
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mlx.compression.measure import LatencyMeter
     from mlx.compression.pca import PCA
     from mlx.compression.prune import Prune
+    from mlx.compression.quantize import OnnxRuntimeNet, Quantize
 
 _LAZY = {
     "Distill": "mlx.compression.distill",
@@ -22,6 +23,8 @@ _LAZY = {
     "LatencyMeter": "mlx.compression.measure",
     "PCA": "mlx.compression.pca",
     "Prune": "mlx.compression.prune",
+    "Quantize": "mlx.compression.quantize",
+    "OnnxRuntimeNet": "mlx.compression.quantize",
 }
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "LatencyMeter",
     "PCA",
     "Prune",
+    "Quantize",
+    "OnnxRuntimeNet",
 ]
 
 

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
+def count_params(net: nn.Module) -> int:
+    """Weights and biases of a network: its parameters, or the weights inside the graph of a
+    network that keeps them as a buffer (an int8 ``OnnxRuntimeNet`` has ``num_weights``)."""
+    inner = getattr(net, "net", net)  # a LightningModule wraps the network as .net
+    if callable(getattr(inner, "num_weights", None)):
+        return int(inner.num_weights())
+    return sum(p.numel() for p in net.parameters())
+
+
 def serialized_bytes(net: nn.Module) -> int:
     """Bytes of ``torch.save(net)``: what the model costs on disk."""
     import torch

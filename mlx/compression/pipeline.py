@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx.compression.base import CompressionError, Stage, StageInput, Tools
-from mlx.compression.measure import LatencyMeter, count_macs, serialized_bytes
+from mlx.compression.measure import LatencyMeter, count_macs, count_params, serialized_bytes
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -180,7 +180,7 @@ def measure(
     """One row of the compression table."""
     row: dict[str, Any] = {"stage": label}
     row.update(tools.evaluate(net))
-    row["params"] = sum(p.numel() for p in net.parameters())
+    row["params"] = count_params(net)
     macs = count_macs(net, tools.input_shape)
     if macs is None and previous is not None:
         # int8 kernels are invisible to the counter; quantizing keeps the float structure's MACs
@@ -315,4 +315,7 @@ def print_table(rows: list[dict[str, Any]], metric: str) -> None:
             f"{row['size_bytes'] / 1024:.1f}{ratio('size_bytes')}",
             *[f"{row[k]:.3f}{ratio(k)}" for k in lat],
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # a log or pipe: room for every column
+    console.print(table)

@@ -31,13 +31,16 @@ def digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 def digits_tools(
-    data: dict[str, Any], before_fine_tune: Callable[[nn.Module, int], None] | None = None
+    data: dict[str, Any],
+    before_fine_tune: Callable[[nn.Module, int], None] | None = None,
+    shape: tuple[int, ...] = SHAPE,
 ) -> Tools:
-    """Tools over ``data`` with a plain Adam loop; ``before_fine_tune(net, epochs)`` sees each
-    fine-tune before it trains."""
+    """Tools over ``data`` (inputs reshaped to ``shape``: ``(64,)`` for an MLP) with a plain
+    Adam loop; ``before_fine_tune(net, epochs)`` sees each fine-tune before it trains."""
 
     def train_batches() -> DataLoader:
-        return DataLoader(TensorDataset(*data["train"]), batch_size=64, shuffle=True)
+        x, y = data["train"]
+        return DataLoader(TensorDataset(x.reshape(-1, *shape), y), batch_size=64, shuffle=True)
 
     def fine_tune(net: nn.Module, epochs: int) -> nn.Module:
         if before_fine_tune is not None:
@@ -55,14 +58,14 @@ def digits_tools(
     def evaluate(net: nn.Module) -> dict[str, float]:
         net.eval()
         out = {
-            f"{split}/acc": (net(x).argmax(1) == y).float().mean().item()
+            f"{split}/acc": (net(x.reshape(-1, *shape)).argmax(1) == y).float().mean().item()
             for split, (x, y) in ((s, data[s]) for s in ("val", "test"))
         }
         net.train()
         return out
 
     return Tools(
-        input_shape=SHAPE,
+        input_shape=shape,
         num_outputs=CLASSES,
         task="classification",
         train_batches=train_batches,

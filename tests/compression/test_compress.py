@@ -180,3 +180,51 @@ def test_bad_compression_input_is_refused_before_training(cli, tmp_path):
     assert res.returncode == 2 and "mlx compress needs a checkpoint" in res.output
     res = cli("run", "model=mlp", "compression=distill", "compression.distill.alpha=2")
     assert res.returncode == 2 and "alpha" in res.output
+
+
+def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path):
+    from mlx import run
+    from mlx.compression.quantize import OnnxRuntimeNet
+
+    cfg = make_cfg(
+        [
+            *MLP_TINY,
+            "model=cnn",
+            "compression=[prune,quantize]",
+            "compression.prune.fine_tune_epochs=1",
+            "compression.quantize.calibration_batches=2",
+        ]
+    )
+    run.main(cfg)
+    out = tmp_path / "run"
+    record = json.loads((out / "metrics.json").read_text())
+    rows = record["compression"] if "compression" in record else record["extra"]["compression"]
+    assert [r["stage"] for r in rows] == ["baseline", "prune", "quantize"]
+    base, pruned, quantized = rows
+    assert pruned["params"] < base["params"] and pruned["macs"] < base["macs"]
+    # int8 keeps the pruned structure: the same MACs, its weights (batch norms folded) on a
+    # quarter of the bytes, and the accuracy of the float network it came from
+    assert quantized["macs"] == pruned["macs"]
+    assert 0.8 * pruned["params"] < quantized["params"] <= pruned["params"]
+    assert quantized["size_bytes"] < pruned["size_bytes"] / 2.5
+    assert quantized["test/acc"] >= pruned["test/acc"] - 0.03
+    details = quantized["details"]
+    convs = sum(
+        isinstance(m, nn.Conv2d) for m in load_net(out / "compressed" / "1_prune.pt").modules()
+    )
+    assert details["mode"] == "static" and details["kernels"].get("QLinearConv") == convs
+    net = load_net(out / "compressed" / "2_quantize.pt")
+    assert isinstance(net, OnnxRuntimeNet)
+
+    # a fresh process reloads the int8 network and measures what the table says
+    ev = cli(
+        "eval",
+        f"ckpt_path={out}/compressed/2_quantize.pt",
+        "tracking=none",
+        f"hydra.run.dir={tmp_path}/e",
+    )
+    assert ev.returncode == 0, ev.output
+    evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    e = evaluated.get("metrics", evaluated)
+    assert e["test/acc"] == pytest.approx(quantized["test/acc"], abs=1e-6)
+    assert e["model/params"] == quantized["params"]
