@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/strategy_quality.py
 	$(BIN)/python benchmarks/nas.py
+	$(BIN)/python benchmarks/compression.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -53,9 +53,9 @@ class Tools:
         train_batches: a fresh pass over the training split, ``(x, y)`` batches;
             ``x`` is ``(B, *input_shape)``.
         loss: the task's loss of a network's output against labels.
-        fine_tune: ``fine_tune(net, epochs)`` trains ``net`` in place on the training split
-            with the run's optimizer, learning rate and trainer settings (no checkpoints), and
-            returns it. ``epochs=0`` returns it untouched.
+        fine_tune: ``fine_tune(net, epochs, lr_scale=1.0)`` trains ``net`` in place on the
+            training split with the run's optimizer, scheduler and learning rate (times
+            ``lr_scale``), no checkpoints, and returns it. ``epochs=0`` returns it untouched.
         evaluate: ``evaluate(net)`` -> ``{"val/acc": ..., "test/acc": ...}`` (the task's
             metrics on the val and test splits).
         log: a line of progress for the user.
@@ -73,7 +73,7 @@ class Tools:
     task: str
     train_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]]
     loss: Callable[[Tensor, Tensor], Tensor]
-    fine_tune: Callable[[nn.Module, int], nn.Module]
+    fine_tune: Callable[..., nn.Module]
     evaluate: Callable[[nn.Module], dict[str, float]]
     log: Callable[[str], None]
     initial_state: dict[str, Tensor] | None = None

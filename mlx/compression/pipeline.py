@@ -83,8 +83,12 @@ def fit_module(
     make_optimizer: Callable[..., Any],
     lr: float,
     weight_decay: float,
+    make_scheduler: Callable[..., Any] | None = None,
+    epochs: int | None = None,
 ) -> pl.LightningModule:
-    """A LightningModule that trains a bare network with a given loss."""
+    """A LightningModule that trains a bare network with a given loss, with the run's optimizer
+    and its epoch-wise scheduler; a scheduler with a horizon (``T_max``, ``total_iters``) gets
+    the stage's ``epochs`` instead of the run's, so a cosine schedule ends where the stage does."""
     import pytorch_lightning as pl
 
     class FitModule(pl.LightningModule):
@@ -100,9 +104,25 @@ def fit_module(
 
         def configure_optimizers(self) -> Any:
             params = [p for p in self.net.parameters() if p.requires_grad]
-            return make_optimizer(params, lr=lr, weight_decay=weight_decay)
+            opt = make_optimizer(params, lr=lr, weight_decay=weight_decay)
+            if make_scheduler is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": stage_scheduler(make_scheduler, opt, epochs)}
 
     return FitModule()
+
+
+def stage_scheduler(make: Callable[..., Any], opt: Any, epochs: int | None) -> dict[str, Any]:
+    """The run's scheduler for a stage's own training: its horizon set to the stage's epochs."""
+    import inspect
+
+    target = getattr(make, "func", make)  # a Hydra partial wraps the scheduler class
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    horizon = {k: epochs for k in ("T_max", "total_iters") if k in params and epochs is not None}
+    return {"scheduler": make(opt, **horizon), "interval": "epoch"}
 
 
 def make_tools(
@@ -124,12 +144,22 @@ def make_tools(
             return F.cross_entropy(out, y)
         return F.mse_loss(out.squeeze(-1), y)
 
-    def fit(net: nn.Module, epochs: int, loss_fn: Callable[..., Tensor]) -> nn.Module:
+    def fit(
+        net: nn.Module, epochs: int, loss_fn: Callable[..., Tensor], lr_scale: float = 1.0
+    ) -> nn.Module:
         if epochs <= 0:
             return net
         import pytorch_lightning as pl
 
-        module = fit_module(net, loss_fn, model.make_optimizer, model.lr, model.weight_decay)
+        module = fit_module(
+            net,
+            loss_fn,
+            model.make_optimizer,
+            model.lr * lr_scale,
+            model.weight_decay,
+            make_scheduler=getattr(model, "make_scheduler", None),
+            epochs=epochs,
+        )
         callbacks = []
         if progress_bar:
             from pytorch_lightning.callbacks import RichProgressBar
@@ -150,8 +180,8 @@ def make_tools(
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
         return net
 
-    def fine_tune(net: nn.Module, epochs: int) -> nn.Module:
-        return fit(net, epochs, lambda n, x, y: task_loss(n(x), y))
+    def fine_tune(net: nn.Module, epochs: int, lr_scale: float = 1.0) -> nn.Module:
+        return fit(net, epochs, lambda n, x, y: task_loss(n(x), y), lr_scale)
 
     return Tools(
         input_shape=tuple(dm.input_shape),

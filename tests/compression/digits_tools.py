@@ -42,10 +42,10 @@ def digits_tools(
         x, y = data["train"]
         return DataLoader(TensorDataset(x.reshape(-1, *shape), y), batch_size=64, shuffle=True)
 
-    def fine_tune(net: nn.Module, epochs: int) -> nn.Module:
+    def fine_tune(net: nn.Module, epochs: int, lr_scale: float = 1.0) -> nn.Module:
         if before_fine_tune is not None:
             before_fine_tune(net, epochs)
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3 * lr_scale)
         net.train()
         for _ in range(epochs):
             for x, y in train_batches():

@@ -228,3 +228,18 @@ def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path)
     e = evaluated.get("metrics", evaluated)
     assert e["test/acc"] == pytest.approx(quantized["test/acc"], abs=1e-6)
     assert e["model/params"] == quantized["params"]
+
+
+def test_stage_training_stretches_the_run_schedule_to_its_epochs():
+    import functools
+
+    from mlx.compression.pipeline import stage_scheduler
+
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=20)
+    assert stage_scheduler(cosine, opt, 3)["scheduler"].T_max == 3
+    linear = functools.partial(torch.optim.lr_scheduler.LinearLR, total_iters=20)
+    assert stage_scheduler(linear, opt, 4)["scheduler"].total_iters == 4
+    # a scheduler without a horizon is built as the run configured it
+    step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=5)
+    assert stage_scheduler(step, opt, 3)["scheduler"].step_size == 5

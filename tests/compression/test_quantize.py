@@ -37,8 +37,8 @@ def make_tools(
         return tools
     fine_tune = tools.fine_tune
 
-    def recorded(net: nn.Module, epochs: int) -> nn.Module:
-        net = fine_tune(net, epochs)
+    def recorded(net: nn.Module, epochs: int, lr_scale: float = 1.0) -> nn.Module:
+        net = fine_tune(net, epochs, lr_scale)
         with torch.no_grad():
             out = net.eval()(data["test"][0].reshape(-1, *shape))
         seen.append((epochs, {type(m) for m in net.modules()}, out))
@@ -202,6 +202,8 @@ def test_check_refuses_bad_settings(nets) -> None:
     state = copy.deepcopy(net.state_dict())
     modules = [(n, type(m)) for n, m in net.named_modules()]
 
+    with pytest.raises(CompressionError, match="0 < qat_lr_scale <= 1"):
+        Quantize("qat", qat_lr_scale=0).check(given(net, shape))
     with pytest.raises(CompressionError, match="quantize would run twice"):
         Quantize().check(given(net, shape, ["prune", "quantize"]))
     with pytest.raises(CompressionError, match=r"skip names 'haed'.*did you mean head\b"):
