@@ -10,11 +10,14 @@ against them, and the best architecture against the hand-designed default CNN.
    architecture found retrains at the same fidelity. Reported: the search cost (seconds) and
    whether the architecture lands within 1 point of the best multi-trial result, next to the
    seconds the multi-trial searches took to reach their best.
-3. Target: the best architecture found, retrained from its exported experiment at full fidelity
-   (the default 20 epochs), reaches at least the default CNN's test accuracy (same seed, same
-   epochs) with no more parameters.
+3. Target: the architecture found reaches at least the default CNN's test accuracy (same seed,
+   same epochs) with no more parameters. Low-fidelity scores rank candidates only roughly, so,
+   as NAS pipelines do, the ``--finalists`` best distinct architectures of all multi-trial
+   searches retrain from the exported experiment at full fidelity (the default 20 epochs); the
+   one with the best full-fidelity val/acc is the architecture found, and its test/acc is read
+   only then.
 
-    python benchmarks/nas.py [--seeds 3] [--candidates 20] [--epochs 4]
+    python benchmarks/nas.py [--seeds 3] [--candidates 20] [--epochs 4] [--finalists 3]
 
 Writes reports/benchmarks/nas.md and nas.png.
 """
@@ -38,7 +41,7 @@ MULTI_TRIAL = ("random", "regularized_evolution", "tpe", "rl")
 ONE_SHOT = ("darts", "enas")
 QUIET = ["tracking=none", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"]
 # macro_cnn with fewer widths and depths, so that 20 candidates and a CPU supernet stay quick
-SPACE = ["search_space=macro_cnn", "search_space.widths=[8,16,32]", "search_space.depth=[1,2]"]
+SPACE = ["search_space=macro_cnn", "search_space.widths=[16,32,64]", "search_space.depth=[1,2]"]
 
 
 def mlx(*args: str) -> subprocess.CompletedProcess:
@@ -84,6 +87,7 @@ def multi_trial(strategy: str, seed: int, n: int, epochs: int, budget: int, fold
     summary = json.loads((folder / "sweep.json").read_text())
     top = summary["top_k"][0]
     return {
+        "top_k": summary["top_k"],
         "curve": curve,
         "seconds": seconds,
         "best": best,
@@ -129,6 +133,44 @@ def full_run(folder: Path, *args: str) -> dict:
     return data.get("metrics", data)
 
 
+def finalists(multi: dict[str, list[dict]], k: int) -> list[dict]:
+    """The ``k`` best distinct architectures (by low-fidelity val/acc) over all searches."""
+    seen: dict[str, dict] = {}
+    for runs in multi.values():
+        for run in runs:
+            for cand in run["top_k"]:
+                key = json.dumps(cand["arch"], sort_keys=True)
+                if key not in seen or cand["val/acc"] > seen[key]["val/acc"]:
+                    seen[key] = cand
+    return sorted(seen.values(), key=lambda c: c["val/acc"], reverse=True)[:k]
+
+
+def retrain(experiment: Path, cands: list[dict], folder: Path) -> list[dict]:
+    """Each finalist retrained from scratch at full fidelity from the exported experiment (its
+    architecture given as overrides of the experiment's), seed 0."""
+    from mlx.nas.search import ARCH_KEY
+    from mlx.sweep.space import override_value
+
+    copied = ROOT / "experiments" / "nas_benchmark_best.yaml"
+    copied.write_text(experiment.read_text().replace(experiment.stem, copied.stem))
+    out = []
+    try:
+        for i, cand in enumerate(cands):
+            arch = [f"{ARCH_KEY}.{k}={override_value(v)}" for k, v in cand["arch"].items()]
+            metrics = full_run(
+                folder / f"final{i}", "experiment=nas_benchmark_best", "seed=0", *arch
+            )
+            out.append({"low_fidelity": cand["val/acc"], **metrics})
+            print(
+                f"finalist {i}: low-fidelity val/acc {cand['val/acc']:.4f} -> full val/acc "
+                f"{metrics['val/acc']:.4f}, {int(metrics['model/params']):,} params",
+                flush=True,
+            )
+    finally:
+        copied.unlink()
+    return out
+
+
 def plot(curves: dict[str, list[list[float]]], path: Path) -> None:
     import matplotlib
 
@@ -162,6 +204,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--finalists", type=int, default=3)
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,14 +239,10 @@ def main() -> None:
                     flush=True,
                 )
         # the target: the best architecture, retrained at full fidelity (the default epochs)
-        experiment = best_multi["experiment"]
-        target_dir = ROOT / "experiments"
-        copied = target_dir / "nas_benchmark_best.yaml"
-        copied.write_text(experiment.read_text().replace(experiment.stem, copied.stem))
-        try:
-            found = full_run(tmp_path / "found", "experiment=nas_benchmark_best", "seed=0")
-        finally:
-            copied.unlink()
+        finals = retrain(
+            best_multi["experiment"], finalists(multi, args.finalists), tmp_path / "finalists"
+        )
+        found = max(finals, key=lambda m: m["val/acc"])
         plot(
             {s: [r["curve"] for r in runs] for s, runs in multi.items()},
             ROOT / "reports" / "benchmarks" / "nas.png",
@@ -212,7 +251,7 @@ def main() -> None:
     lines = [
         "# Neural architecture search on digits",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/nas.py --seeds {args.seeds} --candidates {args.candidates} --epochs {args.epochs}` "
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/nas.py --seeds {args.seeds} --candidates {args.candidates} --epochs {args.epochs} --finalists {args.finalists}` "
         f"in {(time.perf_counter() - started) / 60:.0f} min.",
         "",
         f"`{' '.join(SPACE)}` on digits (8x8). Each candidate trains {args.epochs} epochs (lower fidelity); "
@@ -260,7 +299,18 @@ def main() -> None:
         "| network | test/acc | params |",
         "|---|---:|---:|",
         f"| default CNN (`mlx run`) | {baseline['test/acc']:.4f} | {int(baseline['model/params']):,} |",
-        f"| best architecture found (`mlx run experiment=nas_...`) | {found['test/acc']:.4f} | {int(found['model/params']):,} |",
+        f"| architecture found (`mlx run experiment=nas_...`) | {found['test/acc']:.4f} | {int(found['model/params']):,} |",
+        "",
+        f"The architecture found is the finalist with the best full-fidelity val/acc among the {len(finals)} "
+        "best distinct architectures of all multi-trial searches; test/acc is read only after that choice:",
+        "",
+        "| finalist | low-fidelity val/acc | full-fidelity val/acc | test/acc | params |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {i + 1}{' (chosen)' if f is found else ''} | {f['low_fidelity']:.4f} | {f['val/acc']:.4f} "
+            f"| {f['test/acc']:.4f} | {int(f['model/params']):,} |"
+            for i, f in enumerate(finals)
+        ),
         "",
         f"Target (at least the CNN's test accuracy with no more parameters): {'met' if met else 'NOT met'}.",
         "",
