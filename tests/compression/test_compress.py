@@ -182,6 +182,7 @@ def test_bad_compression_input_is_refused_before_training(cli, tmp_path):
     assert res.returncode == 2 and "alpha" in res.output
 
 
+@pytest.mark.slow
 def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path):
     from mlx import run
     from mlx.compression.quantize import OnnxRuntimeNet

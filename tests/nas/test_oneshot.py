@@ -333,6 +333,7 @@ def test_enas_without_its_rl_library(monkeypatch: Any) -> None:
         oneshot.check_one_shot(tiny_space(), strategy("ENAS"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "name"),
     [pytest.param(s, n, marks=NEEDS_RL if n == "ENAS" else ()) for s, n in WORKS],

@@ -134,6 +134,7 @@ def test_a_latency_budget_measures_each_candidate_on_cpu(tmp_path: Path) -> None
     assert all(0 < float(row["latency_ms"]) < 1000 for row in found)
 
 
+@pytest.mark.slow
 def test_rl_searches_the_cell_space_with_the_proxy_estimation(tmp_path: Path) -> None:
     r = nas(
         tmp_path,

@@ -67,7 +67,20 @@ STRATEGIES = {
 }
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def slow_except(values, fast, ids=None):
+    """Parametrize values, all but those in ``fast`` marked slow (the default suite keeps a few
+    representatives; CI runs them all)."""
+    return [
+        pytest.param(
+            v,
+            marks=() if (ids[i] if ids else v) in fast else pytest.mark.slow,
+            id=ids[i] if ids else None,
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize("strategy", slow_except(sorted(STRATEGIES), {"random", "tpe"}))
 def test_each_strategy_runs_trials_and_writes_results(strategy, tmp_path):
     folder = tmp_path / "sweep"
     r = mlx_sweep(folder, f"strategy={strategy}", "hydra.sweeper.n_trials=3", *STRATEGIES[strategy])
@@ -85,6 +98,7 @@ def test_each_strategy_runs_trials_and_writes_results(strategy, tmp_path):
     assert "trial 2 " in r.output  # one line per finished trial
 
 
+@pytest.mark.slow
 def test_nsga2_gives_a_pareto_front_of_accuracy_and_size(tmp_path):
     folder = tmp_path / "pareto"
     r = mlx_sweep(
@@ -109,6 +123,7 @@ def test_nsga2_gives_a_pareto_front_of_accuracy_and_size(tmp_path):
 # ---- resume ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_keeps_finished_trials(tmp_path):
     folder = tmp_path / "resume"
     args = [
@@ -161,6 +176,7 @@ def test_resume_after_sigkill_keeps_finished_trials(tmp_path):
     assert sum(t["state"] == "complete" for t in rows.values()) == 4  # n_trials counts the total
 
 
+@pytest.mark.slow
 def test_resume_with_another_question_is_refused(tmp_path):
     folder = tmp_path / "changed"
     r = mlx_sweep(
@@ -281,13 +297,16 @@ def test_pruning_stops_bad_trials_inside_lightning(tmp_path):
 
 @pytest.mark.parametrize(
     "launcher",
-    [
-        ["hydra/launcher=basic"],
-        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
-        ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2"],
-    ],
-    ids=["basic", "joblib", "submitit", "ray"],
+    slow_except(
+        [
+            ["hydra/launcher=basic"],
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+            ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2"],
+        ],
+        {"basic"},
+        ids=["basic", "joblib", "submitit", "ray"],
+    ),
 )
 def test_each_launcher_runs_two_trials_with_pruning_handle(launcher, tmp_path):
     folder = tmp_path / "launch"
@@ -318,7 +337,7 @@ SWEEP_FILES = sorted(
 )
 
 
-@pytest.mark.parametrize("name", SWEEP_FILES)
+@pytest.mark.parametrize("name", slow_except(SWEEP_FILES, {"digits_tpe"}))
 def test_every_sweep_file_runs_with_debug_fdr(name, tmp_path):
     folder = tmp_path / name
     r = run_cli(
@@ -330,6 +349,7 @@ def test_every_sweep_file_runs_with_debug_fdr(name, tmp_path):
     assert len(trials(folder)) == 2
 
 
+@pytest.mark.slow
 def test_status_and_exported_experiment_reproduce_the_best_trial(tmp_path):
     folder = tmp_path / "best"
     r = run_cli(
@@ -427,7 +447,10 @@ def test_bad_sweep_command_lines_fail_before_any_trial(args, message, tmp_path):
 
 @pytest.mark.parametrize(
     "estimation",
-    ["full", "low_fidelity", "median", "successive_halving", "hyperband", "curve_fitting"],
+    slow_except(
+        ["full", "low_fidelity", "median", "successive_halving", "hyperband", "curve_fitting"],
+        {"low_fidelity", "median"},
+    ),
 )
 def test_each_estimation_runs(estimation, tmp_path):
     folder = tmp_path / estimation
