@@ -63,7 +63,7 @@ def train(folder: Path, *overrides: str) -> dict:
     return record(folder)
 
 
-def compress(folder: Path, ckpt: Path, seed: int, repeats: int, *overrides: str) -> list[dict]:
+def compress(folder: Path, ckpt: Path, repeats: int, *overrides: str) -> list[dict]:
     """The compression table's rows (baseline first) of ``mlx compress`` on a checkpoint; each
     row also gets ``ckpt`` (the baseline's file) and ``input_shape``."""
     mlx(
@@ -136,7 +136,6 @@ def one_seed(seed: int, repeats: int, rounds: int, tmp: Path) -> dict:
     rows = compress(
         tmp / f"prune{seed}",
         ckpt,
-        seed,
         repeats,
         "compression=[prune,quantize]",
         "compression.prune.importance=l1",
@@ -156,7 +155,6 @@ def one_seed(seed: int, repeats: int, rounds: int, tmp: Path) -> dict:
         rows = compress(
             tmp / f"q{mode}{seed}",
             ckpt,
-            seed,
             repeats,
             "compression=quantize",
             f"compression.quantize.mode={mode}",
@@ -165,7 +163,7 @@ def one_seed(seed: int, repeats: int, rounds: int, tmp: Path) -> dict:
         out[f"int8 {mode}"] = ratios(rows[0], rows[1], rounds)
         print(f"seed {seed} int8 {mode}: {fmt(out[f'int8 {mode}'])}", flush=True)
     rows = compress(
-        tmp / f"pca{seed}", ckpt, seed, repeats, "compression=pca", "compression.pca.variance=0.95"
+        tmp / f"pca{seed}", ckpt, repeats, "compression=pca", "compression.pca.variance=0.95"
     )
     out["tables"]["MNIST MLP: PCA to 95% variance"] = rows
     out["pca"] = ratios(rows[0], rows[1], rounds)
@@ -186,7 +184,6 @@ def one_seed(seed: int, repeats: int, rounds: int, tmp: Path) -> dict:
     rows = compress(
         tmp / f"distill{seed}",
         tmp / f"teacher{seed}" / "checkpoints" / "best.ckpt",
-        seed,
         repeats,
         "compression=distill",
         "compression.distill.student._target_=mlx.models.CNN",

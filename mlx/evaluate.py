@@ -12,13 +12,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mlx.compression.measure import count_params
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import ConfigError, validate
 from mlx.record import Recorder, provenance
 from mlx.run import (
     build_data_and_model,
     build_trainer,
-    count_params,
     job_overrides,
     print_summary,
     quiet_lightning,

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mlx.compression.measure import count_params
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import ConfigError, validate
 from mlx.record import Recorder, provenance
@@ -356,12 +357,6 @@ def pruned_epoch(trainer: Any) -> int | None:
     from mlx.sweep.trial import pruned_at
 
     return pruned_at(trainer)
-
-
-def count_params(model: Any) -> int:
-    from mlx.compression.measure import count_params as count
-
-    return count(model)
 
 
 def count_macs(model: Any, dm: Any) -> int:

@@ -20,6 +20,21 @@ from mlx.models import MLP
 MLP_TINY = ["model=mlp", "trainer.max_epochs=2", "latency.repeats=3", "latency.warmup=1"]
 
 
+def record_of(folder) -> dict:
+    """The run record (metrics.json) a run wrote to ``folder``."""
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def run_and_read(make_cfg, tmp_path, overrides: list[str]) -> tuple:
+    """``mlx run`` in this process with ``overrides``: its folder, record and compression rows."""
+    from mlx import run
+
+    run.main(make_cfg(overrides))
+    out = tmp_path / "run"
+    record = record_of(out)
+    return out, record, record["compression"]
+
+
 def test_distillation_loss_by_hand():
     s = torch.tensor([[1.0, 0.0]])
     t = torch.tensor([[0.0, 1.0]])
@@ -67,24 +82,20 @@ def test_bad_pca_and_order():
 
 
 def test_run_pca_then_distill_records_each_stage(make_cfg, tmp_path):
-    from mlx import run
-
-    cfg = make_cfg(
+    out, record, rows = run_and_read(
+        make_cfg,
+        tmp_path,
         [
             *MLP_TINY,
             "compression=[pca,distill]",
             "compression.pca.epochs=2",
             "compression.distill.epochs=2",
-        ]
+        ],
     )
-    run.main(cfg)
-    out = tmp_path / "run"
-    record = json.loads((out / "metrics.json").read_text())
-    rows = record["compression"] if "compression" in record else record["extra"]["compression"]
     assert [r["stage"] for r in rows] == ["baseline", "pca", "distill"]
     base, pca, distill = rows
     # the baseline row is the tested model: same test accuracy as the run's own test stage
-    metrics = record.get("metrics", record)
+    metrics = record["metrics"]
     assert base["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert pca["details"]["components"] < 64
     assert pca["details"]["fitted_on"] == "train split (1257 examples)"
@@ -155,9 +166,7 @@ def test_compress_a_checkpoint_and_eval_the_result(cli, tmp_path):
     )
     assert res.returncode == 0, res.output
     assert "compression: each stage against the baseline" in res.output
-    record = json.loads((tmp_path / "c" / "metrics.json").read_text())
-    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
-    m, t = record.get("metrics", record), trained.get("metrics", trained)
+    m, t = record_of(tmp_path / "c")["metrics"], record_of(tmp_path / "train")["metrics"]
     assert m["test/acc"] == pytest.approx(t["test/acc"])  # the checkpoint's weights, untrained
     ev = cli(
         "eval",
@@ -166,8 +175,7 @@ def test_compress_a_checkpoint_and_eval_the_result(cli, tmp_path):
         f"hydra.run.dir={tmp_path}/e",
     )
     assert ev.returncode == 0, ev.output
-    evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    e = evaluated.get("metrics", evaluated)
+    e = record_of(tmp_path / "e")["metrics"]
     assert e["test/acc"] == pytest.approx(m["compressed/test/acc"], abs=1e-6)
 
 
@@ -184,22 +192,19 @@ def test_bad_compression_input_is_refused_before_training(cli, tmp_path):
 
 @pytest.mark.slow
 def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path):
-    from mlx import run
     from mlx.compression.quantize import OnnxRuntimeNet
 
-    cfg = make_cfg(
+    out, _, rows = run_and_read(
+        make_cfg,
+        tmp_path,
         [
             *MLP_TINY,
             "model=cnn",
             "compression=[prune,quantize]",
             "compression.prune.fine_tune_epochs=1",
             "compression.quantize.calibration_batches=2",
-        ]
+        ],
     )
-    run.main(cfg)
-    out = tmp_path / "run"
-    record = json.loads((out / "metrics.json").read_text())
-    rows = record["compression"] if "compression" in record else record["extra"]["compression"]
     assert [r["stage"] for r in rows] == ["baseline", "prune", "quantize"]
     base, pruned, quantized = rows
     assert pruned["params"] < base["params"] and pruned["macs"] < base["macs"]
@@ -225,8 +230,7 @@ def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path)
         f"hydra.run.dir={tmp_path}/e",
     )
     assert ev.returncode == 0, ev.output
-    evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    e = evaluated.get("metrics", evaluated)
+    e = record_of(tmp_path / "e")["metrics"]
     assert e["test/acc"] == pytest.approx(quantized["test/acc"], abs=1e-6)
     assert e["model/params"] == quantized["params"]
 
