@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ commands:
   compress
           compress a trained checkpoint and measure each stage:
           mlx compress ckpt_path=PATH compression=[distill,prune]
+  report  build a published report (index.html, report.md, figures, tables) from run records:
+          mlx report PATH... [--name NAME] [--out reports/NAME]; `mlx report --help`
+  compare compare runs in the terminal: metric deltas and config differences:
+          mlx compare RUN_A RUN_B [RUN_C...] [--metric NAME...]
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
           the best architecture is written to experiments/nas_<name>.yaml
@@ -44,12 +49,17 @@ examples:
   mlx nas search_space=macro_cnn strategy=darts trainer.max_epochs=10
   mlx run model=mlp compression=[pca,distill,prune]   train, then compress in that order
   mlx compress ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt compression=prune
+  mlx report outputs/sweeps/digits_tpe       reports/digits_tpe/index.html and report.md
+  mlx compare outputs/run/runs/DATE_A outputs/run/runs/DATE_B
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
   --version      print mlx's version
   -h, --help     this message
 """
+
+
+COMMAND_LINE_ENV = "MLX_COMMAND_LINE"
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ COMMANDS = {
         ("model=nas", "task_name=nas"),
     ),
 }
+# commands that read run records rather than compose an experiment: plain argparse programs
+TOOLS = {"report": "mlx.report.command", "compare": "mlx.report.compare"}
 # a multi-trial `mlx nas` is a sweep of candidates in a folder named after its question, so
 # that running the same command again resumes it
 NAS_SWEEP = (
@@ -137,6 +149,7 @@ def _completion(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlx`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    typed = ["mlx", *argv]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
@@ -148,10 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in ("-sc", "--shell-completion"):
         argv = _completion(argv)
     name, rest = argv[0], argv[1:]
+    if name in TOOLS:
+        import importlib
+
+        return int(importlib.import_module(TOOLS[name]).main(rest))
     if name not in COMMANDS:
-        match = difflib.get_close_matches(name, COMMANDS, n=1)
+        match = difflib.get_close_matches(name, [*COMMANDS, *TOOLS], n=1)
         hint = f" Did you mean '{match[0]}'?" if match else ""
-        return _fail(f"unknown command '{name}'. Commands: {', '.join(COMMANDS)}.{hint}")
+        return _fail(f"unknown command '{name}'. Commands: {', '.join([*COMMANDS, *TOOLS])}.{hint}")
     if name == "sweep":
         if rest[:1] == ["status"]:
             return _sweep_status(rest[1:])
@@ -176,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             _check(rest)
         except ConfigError as e:
             return _fail(str(e))
-    return _launch(COMMANDS[name], rest)
+    # the command as the user typed it, for every run's provenance (Hydra sees a rewritten one);
+    # an environment variable reaches the jobs of launchers that start other processes too
+    os.environ[COMMAND_LINE_ENV] = shlex.join(typed)
+    try:
+        return _launch(COMMANDS[name], rest)
+    finally:
+        os.environ.pop(COMMAND_LINE_ENV, None)
 
 
 def _one_shot(args: list[str]) -> bool:

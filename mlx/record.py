@@ -122,16 +122,23 @@ def provenance(
         command: the mlx sub-command (``run``, ``eval``).
         seed: the run's seed.
         overrides: this run's own Hydra overrides (one job of a multirun has its own).
-        argv: the process's command line; defaults to ``sys.argv``.
+        argv: the process's command line; defaults to the `mlx` command as typed, else
+            ``sys.argv``.
     """
+    typed = os.environ.get("MLX_COMMAND_LINE") if argv is None else None
     argv = list(sys.argv if argv is None else argv)
     cwd = os.getcwd()
     return {
         "format": FORMAT,
         "version": VERSION,
         "started": _now(),
-        "command_line": shlex.join(["mlx", *argv[1:]]) if argv else None,
-        "reproduce": shlex.join(["mlx", command, *overrides]),
+        # as typed (set by the `mlx` command); a run started from Python gets its argv
+        "command_line": typed or (shlex.join(["mlx", *argv[1:]]) if argv else None),
+        # a sweep trial's `trial=` override ties it to the sweep's ledger: the run alone is
+        # reproduced without it
+        "reproduce": shlex.join(
+            ["mlx", command, *(o for o in overrides if not o.lstrip("+~").startswith("trial="))]
+        ),
         "overrides": overrides,
         "seed": seed,
         "cwd": cwd,
@@ -245,7 +252,8 @@ def read_record(run_dir: str | Path) -> RunRecord:
     Raises:
         RecordError: the folder holds no run record, or one of another format version.
     """
-    from omegaconf import OmegaConf
+    import yaml
+    from omegaconf._utils import get_yaml_loader
 
     run_dir = Path(run_dir)
     prov_path = run_dir / PROVENANCE_FILE
@@ -260,8 +268,11 @@ def read_record(run_dir: str | Path) -> RunRecord:
             summary = json.loads(metrics_path.read_text())
             _check_version(summary, metrics_path)
         config_path = run_dir / CONFIG_FILE
+        # OmegaConf's own YAML rules, without building a DictConfig (a report reads hundreds)
         config = (
-            OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.is_file() else {}
+            yaml.load(config_path.read_text(), Loader=get_yaml_loader())
+            if config_path.is_file()
+            else {}
         )
     except json.JSONDecodeError as e:
         raise RecordError(f"{run_dir}: a record file is not valid JSON ({e})") from e

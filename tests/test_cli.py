@@ -96,6 +96,8 @@ def test_multirun_with_basic_sweeper(tmp_path: Path) -> None:
         assert summary["status"] == "completed"
         combos.add(tuple(sorted(o for o in prov["overrides"] if o.startswith(("seed=", "model=")))))
         assert prov["reproduce"].startswith("mlx run ") and "debug=limit" in prov["reproduce"]
+        # the multirun's command as typed, sub-command included
+        assert prov["command_line"].startswith("mlx run -m seed=1,2 model=mlp,cnn debug=limit")
         (wandb_run,) = (job / "wandb").glob("offline-run-*")
         logged = summarise(read_wandb_log(wandb_run))
         assert logged["group"] == "sweep" and logged["exit"] == 0  # the multirun folder's name
