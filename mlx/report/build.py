@@ -23,6 +23,8 @@ from mlx.report import figures as F
 from mlx.report import tables as T
 from mlx.report.collect import Collection, ReportError, Run, Sweep, collect
 
+# written by a one-shot architecture search in its run folder (mlx.nas.search.SEARCH_RECORD)
+SEARCH_RECORD = "search.json"
 FORMAT = "mlx.report"
 VERSION = 1
 
@@ -61,6 +63,15 @@ def _objective(runs: list[Run]) -> tuple[str, str] | None:
         if obj.get("metric"):
             return obj["metric"], obj.get("mode", "max")
     return None
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (published reports then
+    name ``outputs/...`` rather than one machine's absolute folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _slug(text: str) -> str:
@@ -211,7 +222,7 @@ def sweep_section(sweep: Sweep) -> Section:
     objectives = ", ".join(f"{o['metric']} ({o['mode']})" for o in sweep.objectives)
     strategy = (sweep.summary.get("strategy") or {}).get("_target_", "?")
     items: list[Any] = [
-        f"Folder `{sweep.path}`. Objective(s): {objectives}. Strategy `{strategy}`; "
+        f"Folder `{display_path(sweep.path)}`. Objective(s): {objectives}. Strategy `{strategy}`; "
         f"{len(sweep.trials)} of {sweep.summary.get('n_trials')} trials asked"
         + (f", stopped: {sweep.summary['stopped']}" if sweep.summary.get("stopped") else "")
         + ". "
@@ -258,18 +269,35 @@ def sweep_section(sweep: Sweep) -> Section:
 
 
 def nas_runs_section(collection: Collection) -> Section | None:
-    """One-shot searches (a run with a ``nas`` entry in its record): the architecture found."""
+    """One-shot searches (a run folder with ``search.json``): the supernet's trajectory per epoch
+    and the architecture it chose."""
     items: list[Any] = []
     for run in collection.runs:
-        nas = run.record.summary.get("nas")
-        if not isinstance(nas, dict):
+        path = run.record.run_dir / SEARCH_RECORD
+        if not path.is_file():
             continue
-        arch = nas.get("arch") or nas.get("architecture") or {}
+        try:
+            search = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{path} is not valid JSON ({e})") from e
+        (found, *_) = search.get("candidates") or [{}]
+        cost = ", ".join(
+            f"{k} {F.fmt_count(found[k])}" for k in ("params", "macs", "latency_ms") if k in found
+        )
+        items.append(
+            f"{run.name}: one-shot `{search.get('strategy')}` over `{search.get('search_space')}` "
+            f"in {_fmt(found.get('seconds'))} s; the supernet's final validation metric "
+            f"{_fmt(found.get('metric'))}; the architecture found: {cost}. Retrain it with "
+            f"`mlx run experiment={Path(str(search.get('experiment', ''))).stem}`."
+        )
+        fig = F.supernet_curves(run, search.get("supernet_history") or [], _slug(run.name))
+        if fig:
+            items.append(fig)
+        arch = found.get("arch") or {}
         rows = [
             {"choice": k, "value": json.dumps(v) if isinstance(v, list | dict) else v}
             for k, v in arch.items()
         ]
-        items.append(f"{run.name}: strategy `{nas.get('strategy', '?')}`.")
         items.append(
             T.Table(
                 f"arch_{_slug(run.name)}",
@@ -278,7 +306,7 @@ def nas_runs_section(collection: Collection) -> Section | None:
                 rows,
             )
         )
-    return Section("nas", "Architectures found", items) if items else None
+    return Section("nas", "One-shot architecture search", items) if items else None
 
 
 def compression_section(collection: Collection) -> Section | None:
@@ -342,8 +370,8 @@ def write_report(report: Report, out: Path) -> Path:
                     "name": report.name,
                     "generated": report.generated,
                     "command": report.command,
-                    "runs": [str(r.record.run_dir) for r in report.collection.runs],
-                    "sweeps": [str(s.path) for s in report.collection.sweeps],
+                    "runs": [display_path(r.record.run_dir) for r in report.collection.runs],
+                    "sweeps": [display_path(s.path) for s in report.collection.sweeps],
                     "tables": [t.name for t in report.tables],
                     "figures": [f.name for f in report.figures],
                 },

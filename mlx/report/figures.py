@@ -433,3 +433,35 @@ def compression_tradeoffs(run: Run, slug: str) -> Figure | None:
     fig.tight_layout()
     caption = f"{metric} after each compression stage (baseline first, linked in order) against its latency and its file size."
     return Figure(f"tradeoffs_{slug}", f"Compression trade-offs of {run.name}", caption, fig)
+
+
+def fmt_count(value: Any) -> str:
+    """Counts with thousands separators, other numbers to 4 significant digits."""
+    if _is_number(value) and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}" if _is_number(value) else str(value)
+
+
+def supernet_curves(run: Run, history: list[dict[str, float]], slug: str) -> Figure | None:
+    """A one-shot search's supernet per epoch: its train and val metrics (the search trajectory)."""
+    rows = [r for r in history if "epoch" in r]
+    names = sorted(
+        {k.split("/", 1)[1] for r in rows for k in r if k.startswith(("train/", "val/"))}
+    )
+    if not rows or not names:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for split, style in (("train", "--"), ("val", "-")):
+            xs = [r["epoch"] for r in rows if f"{split}/{name}" in r]
+            ys = [r[f"{split}/{name}"] for r in rows if f"{split}/{name}" in r]
+            if xs:
+                ax.plot(xs, ys, style, color="#4c72b0", label=split)
+        ax.set_title(name)
+        ax.set_xlabel("supernet epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    caption = "The supernet's metrics per search epoch (val solid, train dashed), as the one-shot strategy trained it."
+    return Figure(f"supernet_{slug}", f"Search trajectory of {run.name}", caption, fig)

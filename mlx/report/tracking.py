@@ -67,9 +67,11 @@ def log_report(report: Report, folder: Path, *, mode: str, wandb_dir: Path) -> s
         settings=wandb.Settings(silent=True),
     )
     try:
+        tables = {}
         for table in report.tables:
             rows = [[_value(r.get(c)) for c in table.columns] for r in table.to_records()]
-            run.log({f"report/{table.name}": wandb.Table(columns=table.columns, data=rows)})
+            tables[f"report/{table.name}"] = wandb.Table(columns=table.columns, data=rows)
+        run.log(tables)  # one step: the tables belong together
         artifact = wandb.Artifact(
             f"report-{_safe(report.name)}", type="report", description=report.command
         )
