@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint format bench clean
+.PHONY: setup run test test-fast lint format bench reports clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ bench: setup
 	$(BIN)/python benchmarks/strategy_quality.py
 	$(BIN)/python benchmarks/nas.py
 	$(BIN)/python benchmarks/compression.py
+
+# the published example reports in reports/: each line makes its runs (a sweep resumes, so a
+# finished one is not run again) and then its report; the same line is written at the report's top
+reports: setup
+	$(BIN)/mlx run -m seed=1,2,3 hydra.sweep.dir=outputs/examples/digits_seeds && $(BIN)/mlx report outputs/examples/digits_seeds
+	$(BIN)/mlx sweep digits_tpe && $(BIN)/mlx report outputs/sweeps/digits_tpe
+	$(BIN)/mlx sweep digits_pareto && $(BIN)/mlx report outputs/sweeps/digits_pareto
+	$(BIN)/mlx run 'compression=[prune,quantize]' hydra.run.dir=outputs/examples/digits_prune_quantize && $(BIN)/mlx report outputs/examples/digits_prune_quantize
+	$(BIN)/mlx nas search_space=macro_cnn strategy=darts trainer.max_epochs=10 hydra.run.dir=outputs/examples/nas_darts && $(BIN)/mlx report outputs/examples/nas_darts
+	$(BIN)/mlx nas search_space=macro_cnn strategy=tpe && $(BIN)/mlx report outputs/nas/macro_cnn_tpe --name nas_macro_cnn_tpe
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -18,28 +18,27 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from mlx.report.compare import compare, direction, main
-from tests.conftest import TINY, compose_cfg
 
 ERROR = "FloatingPointError: train/loss is nan at epoch 1"
 COLUMNS = 200
 
 
+def copy_run(src: Path, dst: Path) -> None:
+    """A copy of a run folder that points at itself (its config names its own folder)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "csv", "wandb"))
+    config = dst / "config.yaml"
+    config.write_text(config.read_text().replace(str(src), str(dst)))
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding runs a (seed 1), b (seed 2, lr 0.01) and c (b's copy, failed, no test/*)."""
-    from mlx import run
-
+def runs(tiny_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding runs a (seed 1), b (seed 2, lr 0.01) and c (b's copy, failed, no test/*),
+    copied from the shared tiny runs (trained once per test session)."""
     root = tmp_path_factory.mktemp("compare")
-    base = [*TINY, "trainer.max_epochs=2", "model=mlp"]
-    run.main(compose_cfg([*base, "seed=1"], root / "a"))
-    run.main(compose_cfg([*base, "seed=2", "model.lr=0.01"], root / "b"))
-
+    copy_run(tiny_runs / "multirun" / "0", root / "a")
+    copy_run(tiny_runs / "single", root / "b")
     failed = root / "c"
-    shutil.copytree(
-        root / "b", failed, ignore=shutil.ignore_patterns("checkpoints", "csv", "wandb")
-    )
-    config = failed / "config.yaml"
-    config.write_text(config.read_text().replace(str(root / "b"), str(failed)))
+    copy_run(root / "b", failed)
     summary = json.loads((failed / "metrics.json").read_text())
     summary["status"] = "failed"
     summary["error"] = ERROR
