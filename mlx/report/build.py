@@ -354,6 +354,7 @@ def write_report(report: Report, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp's folder is private; a published report is not
         (tmp / "figures").mkdir()
         (tmp / "tables").mkdir()
         for fig in report.figures:

@@ -329,7 +329,7 @@ def pareto(sweep: Sweep, slug: str) -> Figure | None:
         ax.annotate(
             str(t["number"]), (t[m2], t[m1]), fontsize=7, xytext=(3, 3), textcoords="offset points"
         )
-    if all(t[m2] > 0 for t in done) and max(t[m2] for t in done) / min(t[m2] for t in done) >= 100:
+    if all(t[m2] > 0 for t in done) and max(t[m2] for t in done) / min(t[m2] for t in done) >= 10:
         ax.set_xscale("log")
     ax.set_xlabel(f"{m2} ({mode2})")
     ax.set_ylabel(f"{m1} ({mode1})")

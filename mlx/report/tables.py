@@ -181,8 +181,13 @@ def seed_table(collection: Collection) -> Table | None:
     for run in done:
         label = json.dumps({k: values[run.name].get(k) for k in group_keys}, default=str)
         groups.setdefault(label, []).append(run)
-    if not any(len(g) >= 2 for g in groups.values()):
+    # a configuration counts when it ran with two seeds or more (a sweep's trials are one each,
+    # and a strategy asking the same configuration twice with one seed is a repeat, not a spread)
+    spread = {k: g for k, g in groups.items() if len({str(r.seed) for r in g}) >= 2}
+    if not spread:
         return None
+    single = len(groups) - len(spread)
+    groups = spread
     metrics = [m for m in metric_names(done) if not m.startswith("model/")]
     rows = []
     for label, members in groups.items():
@@ -226,6 +231,8 @@ def seed_table(collection: Collection) -> Table | None:
     )
     if skipped:
         note += f" {skipped} run(s) that did not complete are left out."
+    if single:
+        note += f" {single} configuration(s) that ran with one seed only are not shown."
     return Table("seeds", "Aggregation over seeds", columns, rows, note)
 
 

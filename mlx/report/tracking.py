@@ -69,7 +69,9 @@ def log_report(report: Report, folder: Path, *, mode: str, wandb_dir: Path) -> s
     try:
         tables = {}
         for table in report.tables:
-            rows = [[_value(r.get(c)) for c in table.columns] for r in table.to_records()]
+            records = table.to_records()
+            text = {c for c in table.columns if not _one_type([r.get(c) for r in records])}
+            rows = [[_value(r.get(c), c in text) for c in table.columns] for r in records]
             tables[f"report/{table.name}"] = wandb.Table(columns=table.columns, data=rows)
         run.log(tables)  # one step: the tables belong together
         artifact = wandb.Artifact(
@@ -87,11 +89,23 @@ def log_report(report: Report, folder: Path, *, mode: str, wandb_dir: Path) -> s
     return str(run.url)
 
 
-def _value(value: Any) -> Any:
-    # a W&B table column holds one type: numbers stay numbers, anything else is text
-    if value is None or isinstance(value, int | float | str | bool):
-        return value
-    return str(value)
+def _one_type(values: list[Any]) -> bool:
+    """Whether a column's cells are all numbers, all text or all flags (None aside)."""
+    kinds = {
+        "flag" if isinstance(v, bool) else "number" if isinstance(v, int | float) else "text"
+        for v in values
+        if v is not None
+    }
+    return len(kinds) <= 1
+
+
+def _value(value: Any, as_text: bool) -> Any:
+    # a W&B table column holds one type: a column mixing numbers and text is all text
+    if value is None:
+        return None
+    if as_text or not isinstance(value, int | float | str | bool):
+        return str(value)
+    return value
 
 
 def _safe(name: str) -> str:

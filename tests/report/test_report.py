@@ -96,10 +96,12 @@ def test_seed_aggregation_matches_the_records(report: Path, tiny_runs: Path) -> 
     assert row["ci95 low"] == pytest.approx(statistics.fmean(xs) - half)
     assert row["ci95 high"] == pytest.approx(statistics.fmean(xs) + half)
     assert row["seeds"] == "1, 2"
-    # the lr=0.01 run is its own configuration (one seed: no spread), the failed run is left out
-    single = [r for r in rows if r["metric"] == "test/acc" and r["runs"] == 1]
-    assert len(single) == 1 and single[0]["sd"] is None
-    assert "left out" in read_table(report, "seeds")["note"]
+    # the lr=0.01 run is its own configuration with one seed (no spread to show): not a row;
+    # the failed run is left out; the note says both
+    assert {r["configuration"] for r in rows} == {"model.lr=0.003"}
+    note = read_table(report, "seeds")["note"]
+    assert "1 run(s) that did not complete are left out" in note
+    assert "1 configuration(s) that ran with one seed only" in note
 
 
 def test_markdown_shows_missing_cells_and_how_to_regenerate(report: Path) -> None:
@@ -196,3 +198,26 @@ def test_collect_names_and_orders_runs(tiny_runs: Path) -> None:
     )
     assert [r.name for r in found.runs] == ["multirun/0", "multirun/1", "single"]  # deduplicated
     assert collect([str(tiny_runs / "multirun" / "*")]).runs[1].name == "1"
+
+
+def test_killed_run_is_shown_as_interrupted(tiny_runs: Path, tmp_path: Path) -> None:
+    """A run folder with provenance but no metrics.json (the process was killed mid-run)."""
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(
+        tiny_runs / "single", killed, ignore=shutil.ignore_patterns("checkpoints", "csv")
+    )
+    (killed / "metrics.json").unlink()
+    shutil.copytree(
+        tiny_runs / "multirun" / "0",
+        tmp_path / "runs" / "ok",
+        ignore=shutil.ignore_patterns("checkpoints", "csv"),
+    )
+    out = tmp_path / "r"
+    build_module.build([str(tmp_path / "runs")], "r", out, [])
+    rows = {r["run"]: r for r in read_table(out, "runs")["rows"]}
+    assert rows["killed"]["status"] == "interrupted"
+    assert all(rows["killed"][m] is None for m in ("test/acc", "val/acc"))
+    assert rows["ok"]["status"] == "completed"
+    assert "did not finish" in read_table(out, "runs")["note"]
+    # its history so far still draws its learning curve
+    assert (out / "figures" / "learning_curves.svg").is_file()
