@@ -183,6 +183,7 @@ def best_so_far(sweep: Sweep, slug: str) -> Figure | None:
                 zorder=3,
             )
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()

@@ -11,6 +11,7 @@ import html
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ td.error{color:#cf222e;font-family:ui-monospace,monospace;font-size:11px;max-wid
 .note{color:#59636e;font-size:12px;margin:2px 0 12px}
 figure{margin:12px 0 20px}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{color:#59636e;font-size:12px}
+summary{cursor:pointer}summary h3{display:inline}
 """
 
 # click a heading: sort by that column (numbers as numbers, missing cells last), again to reverse
@@ -126,6 +128,13 @@ def table_html(table: Table, heading: bool = True) -> str:
         "<tr>" + "".join(_cell_html(table, c, row.get(c)) for c in table.columns) + "</tr>"
         for row in table.rows
     )
+    if table.collapsed:
+        # folded: the title opens it (no script needed)
+        return (
+            f"<details><summary><h3>{html.escape(table.title)} ({len(table.rows)} rows)</h3></summary>\n"
+            + table_html(replace(table, collapsed=False), heading=False)
+            + "\n</details>"
+        )
     parts = [
         f"<h3>{html.escape(table.title)}</h3>" if heading else "",
         f'<div class="scroll"><table id="{table.name}" class="sortable"><thead><tr>{head}</tr></thead>',

@@ -43,6 +43,7 @@ class Table:
     rows: list[dict[str, Any]]
     note: str = ""
     numeric: set[str] = field(default_factory=set)
+    collapsed: bool = False  # the page shows it folded, its title to click (long reference tables)
 
     def __post_init__(self) -> None:
         if not self.numeric:
@@ -255,12 +256,8 @@ def provenance_table(collection: Collection) -> Table:
                 "reproduce": prov.get("reproduce"),
             }
         )
-    return Table(
-        "provenance",
-        "How each run was made",
-        ["run", "started", "seed", "git", "host", "reproduce"],
-        rows,
-    )
+    columns = ["run", "started", "seed", "git", "host", "reproduce"]
+    return Table("provenance", "How each run was made", columns, rows, collapsed=len(rows) > 8)
 
 
 def packages_table(collection: Collection) -> Table:
