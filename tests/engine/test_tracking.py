@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,31 @@ import pytest
 from mlx import run as mlx_run
 
 
-def read_wandb_log(run_dir: Path) -> list:
-    """Records of an offline W&B run (`run-*.wandb`: LevelDB log format, protobuf records)."""
+def read_wandb_log(run_dir: Path, wait: float = 15.0) -> list:
+    """Records of an offline W&B run (`run-*.wandb`: LevelDB log format, protobuf records).
+
+    W&B's service writes the log in the background: `wandb.finish()` can return before the last
+    records reach the file (seen: an empty log read right after a finish). So this reads until
+    the run's exit record is there, for up to ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            records = _parse_wandb_log(run_dir)
+        except Exception:  # a record half-written as we read: read again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        if (
+            any(r.WhichOneof("record_type") == "exit" for r in records)
+            or time.monotonic() > deadline
+        ):
+            return records
+        time.sleep(0.1)
+
+
+def _parse_wandb_log(run_dir: Path) -> list:
     from wandb.proto import wandb_internal_pb2 as pb
 
     (path,) = run_dir.glob("run-*.wandb")
