@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import TINY, compose_cfg
 
-BASE = [*TINY, "trainer.max_epochs=3", "model=mlp"]
+BASE = [*TINY, "trainer.max_epochs=2", "model=mlp"]
 
 
 @pytest.fixture(scope="session")

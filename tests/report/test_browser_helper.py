@@ -115,6 +115,7 @@ def test_good_page_has_no_problems(browser: Browser, tmp_path: Path) -> None:
     assert check.screenshot.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow  # the report page tests cover the helper's common path
 def test_script_error_is_a_console_error(browser: Browser, tmp_path: Path) -> None:
     html = write_page(tmp_path, "<p>hi</p><script>undefinedFunction()</script>")
 
@@ -124,6 +125,7 @@ def test_script_error_is_a_console_error(browser: Browser, tmp_path: Path) -> No
     assert check.failed_requests == []
 
 
+@pytest.mark.slow  # the report page tests cover the helper's common path
 def test_missing_image_is_broken_and_a_failed_request(browser: Browser, tmp_path: Path) -> None:
     html = write_page(tmp_path, '<img src="missing.png" alt="gone">')
 
@@ -143,6 +145,7 @@ def test_network_script_is_blocked_and_reported(browser: Browser, tmp_path: Path
     assert any(r.startswith(url) for r in check.failed_requests), check.failed_requests
 
 
+@pytest.mark.slow  # the report page tests cover the helper's common path
 def test_header_click_sorts_the_column(browser: Browser, tmp_path: Path) -> None:
     html = tmp_path / "index.html"
     html.write_text(SORTABLE, encoding="utf-8")
@@ -153,6 +156,7 @@ def test_header_click_sorts_the_column(browser: Browser, tmp_path: Path) -> None
         browser.sort_by_header(html, "runs", "accuracy")
 
 
+@pytest.mark.slow  # the report page tests cover the helper's common path
 def test_check_page_launches_its_own_browser(tmp_path: Path) -> None:
     reason = skip_reason()
     if reason:
