@@ -141,3 +141,15 @@ def test_objective_must_be_logged(make_cfg) -> None:
                 ]
             )
         )
+
+
+def test_training_runs_with_the_setup_heap_frozen_and_unfreezes_after() -> None:
+    import gc
+
+    from mlx.run import gc_frozen
+
+    before = gc.get_freeze_count()
+    with pytest.raises(RuntimeError), gc_frozen():
+        assert gc.get_freeze_count() > before  # setup's objects are out of the collector's sight
+        raise RuntimeError("the trainer failed")
+    assert gc.get_freeze_count() == before  # a failed run unfreezes too
