@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlx.nas.search import SEARCH_RECORD
 from mlx.report import figures as F
 from mlx.report import tables as T
 from mlx.report.collect import Collection, ReportError, Run, Sweep, collect
+from mlx.report.render import fmt
 
-# written by a one-shot architecture search in its run folder (mlx.nas.search.SEARCH_RECORD)
-SEARCH_RECORD = "search.json"
 FORMAT = "mlx.report"
 VERSION = 1
 
@@ -72,10 +72,6 @@ def display_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "x"
 
 
 def regenerate_command(collection: Collection, report_args: list[str]) -> str:
@@ -217,7 +213,7 @@ def param_importance(sweep: Sweep) -> tuple[dict[str, float], str]:
 
 
 def sweep_section(sweep: Sweep) -> Section:
-    slug = _slug(sweep.name)
+    slug = T.slug(sweep.name)
     counts = sweep.summary.get("counts") or {}
     objectives = ", ".join(f"{o['metric']} ({o['mode']})" for o in sweep.objectives)
     strategy = (sweep.summary.get("strategy") or {}).get("_target_", "?")
@@ -235,7 +231,7 @@ def sweep_section(sweep: Sweep) -> Section:
         params = ", ".join(f"{k}={v}" for k, v in (b.get("params") or {}).items())
         value = next(iter((b.get("values") or {}).values()), None)
         items.append(
-            f"Best trial: {b['number']} with {sweep.objectives[0]['metric']} = {_fmt(value)} ({params})."
+            f"Best trial: {b['number']} with {sweep.objectives[0]['metric']} = {fmt(value)} ({params})."
         )
     for fig in (F.best_so_far(sweep, slug), F.pareto(sweep, slug)):
         if fig:
@@ -282,15 +278,15 @@ def nas_runs_section(collection: Collection) -> Section | None:
             raise ReportError(f"{path} is not valid JSON ({e})") from e
         (found, *_) = search.get("candidates") or [{}]
         cost = ", ".join(
-            f"{k} {F.fmt_count(found[k])}" for k in ("params", "macs", "latency_ms") if k in found
+            f"{k} {fmt(found[k])}" for k in ("params", "macs", "latency_ms") if k in found
         )
         items.append(
             f"{run.name}: one-shot `{search.get('strategy')}` over `{search.get('search_space')}` "
-            f"in {_fmt(found.get('seconds'))} s; the supernet's final validation metric "
-            f"{_fmt(found.get('metric'))}; the architecture found: {cost}. Retrain it with "
+            f"in {fmt(found.get('seconds'))} s; the supernet's final validation metric "
+            f"{fmt(found.get('metric'))}; the architecture found: {cost}. Retrain it with "
             f"`mlx run experiment={Path(str(search.get('experiment', ''))).stem}`."
         )
-        fig = F.supernet_curves(run, search.get("supernet_history") or [], _slug(run.name))
+        fig = F.supernet_curves(run, search.get("supernet_history") or [], T.slug(run.name))
         if fig:
             items.append(fig)
         arch = found.get("arch") or {}
@@ -300,7 +296,7 @@ def nas_runs_section(collection: Collection) -> Section | None:
         ]
         items.append(
             T.Table(
-                f"arch_{_slug(run.name)}",
+                f"arch_{T.slug(run.name)}",
                 f"Architecture found by {run.name}",
                 ["choice", "value"],
                 rows,
@@ -316,16 +312,10 @@ def compression_section(collection: Collection) -> Section | None:
         if table is None:
             continue
         items.append(table)
-        fig = F.compression_tradeoffs(run, _slug(run.name))
+        fig = F.compression_tradeoffs(run, T.slug(run.name))
         if fig:
             items.append(fig)
     return Section("compression", "Compression", items) if items else None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def make_report(collection: Collection, name: str, command: str) -> Report:

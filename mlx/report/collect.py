@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mlx.record import PROVENANCE_FILE, RecordError, RunRecord, read_record
-
-SWEEP_FORMAT = "mlx.sweep"
-SWEEP_VERSION = 1
-SWEEP_FILE = "sweep.json"
-TRIALS_FILE = "trials.csv"
-LEDGER_FILE = "sweep.db"
+from mlx.sweep.ledger import LEDGER_FILE
+from mlx.sweep.results import FORMAT as SWEEP_FORMAT
+from mlx.sweep.results import SUMMARY_FILE as SWEEP_FILE
+from mlx.sweep.results import TRIALS_FILE
+from mlx.sweep.results import VERSION as SWEEP_VERSION
 
 # folders below a run that never hold another run's record
 _SKIP_DIRS = {"checkpoints", "wandb", "csv", "lightning_logs", ".hydra", "compressed"}

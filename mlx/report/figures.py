@@ -436,13 +436,6 @@ def compression_tradeoffs(run: Run, slug: str) -> Figure | None:
     return Figure(f"tradeoffs_{slug}", f"Compression trade-offs of {run.name}", caption, fig)
 
 
-def fmt_count(value: Any) -> str:
-    """Counts with thousands separators, other numbers to 4 significant digits."""
-    if _is_number(value) and float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.4g}" if _is_number(value) else str(value)
-
-
 def supernet_curves(run: Run, history: list[dict[str, float]], slug: str) -> Figure | None:
     """A one-shot search's supernet per epoch: its train and val metrics (the search trajectory)."""
     rows = [r for r in history if "epoch" in r]

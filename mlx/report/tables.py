@@ -295,7 +295,7 @@ def trials_table(sweep: Sweep) -> Table:
         if counts
         else ""
     )
-    return Table(f"trials_{_slug(sweep.name)}", f"Trials of {sweep.name}", columns, rows, note)
+    return Table(f"trials_{slug(sweep.name)}", f"Trials of {sweep.name}", columns, rows, note)
 
 
 def top_architectures_table(sweep: Sweep) -> Table:
@@ -322,7 +322,7 @@ def top_architectures_table(sweep: Sweep) -> Table:
     if budget:
         note = f"Budget {budget}; {rejected or 0} candidate(s) rejected over it before training."
     return Table(
-        f"architectures_{_slug(sweep.name)}",
+        f"architectures_{slug(sweep.name)}",
         f"Best architectures of {sweep.name}",
         columns,
         rows,
@@ -341,7 +341,7 @@ def compression_table(run: Run) -> Table | None:
         columns.extend(k for k in row if k not in columns and k not in ("file", "details"))
     rows = [{c: _cell(row.get(c)) for c in columns} for row in stages]
     return Table(
-        f"compression_{_slug(run.name)}", f"Compression stages of {run.name}", columns, rows
+        f"compression_{slug(run.name)}", f"Compression stages of {run.name}", columns, rows
     )
 
 
@@ -355,5 +355,6 @@ def _short(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name- and HTML-id-safe form of a run or sweep name."""
     return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "x"
