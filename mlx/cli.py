@@ -13,6 +13,8 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from mlx.errors import UsageError
+
 USAGE = """\
 usage: mlx COMMAND [overrides...] [--debug]
 
@@ -54,6 +56,9 @@ examples:
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
+  --trust-checkpoint
+                 load a checkpoint that needs arbitrary unpickling (it can run code the file
+                 carries; mlx refuses such files otherwise): only for files you trust
   --version      print mlx's version
   -h, --help     this message
 """
@@ -106,23 +111,8 @@ _INFO_FLAGS = {
 }
 
 
-def _fail(message: str) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-
-    if os.environ.get("HYDRA_FULL_ERROR") == "1" and sys.exc_info()[0] is not None:
-        import traceback
-
-        traceback.print_exc()
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]mlx: error:[/bold red] {escape(message)}", markup=True
-    )
-    return 2
-
-
-def _check(argv: list[str]) -> None:
-    """Compose and validate every job of the command line; raises ConfigError."""
+def _check(argv: list[str], command: str) -> None:
+    """Compose and validate every job of the command line; raises an MlxError."""
     from hydra._internal.utils import get_args_parser
 
     from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
@@ -132,7 +122,9 @@ def _check(argv: list[str]) -> None:
     if args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
         return  # another config tree: the task checks it once Hydra has composed it
     register_resolvers()
-    check_command_line(config_dir(), CONFIG_NAME, list(args.overrides), bool(args.multirun))
+    check_command_line(
+        config_dir(), CONFIG_NAME, list(args.overrides), bool(args.multirun), command
+    )
 
 
 def _completion(argv: list[str]) -> list[str]:
@@ -147,8 +139,17 @@ def _completion(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mlx`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``mlx`` console script: bad input of any area ends in one
+    ``mlx: error:`` paragraph and exit status 2."""
+    from mlx.errors import MlxError, report
+
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except MlxError as e:
+        return report(e)
+
+
+def _main(argv: list[str]) -> int:
     typed = ["mlx", *argv]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
@@ -168,31 +169,30 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         match = difflib.get_close_matches(name, [*COMMANDS, *TOOLS], n=1)
         hint = f" Did you mean '{match[0]}'?" if match else ""
-        return _fail(f"unknown command '{name}'. Commands: {', '.join([*COMMANDS, *TOOLS])}.{hint}")
+        raise UsageError(
+            f"unknown command '{name}'. Commands: {', '.join([*COMMANDS, *TOOLS])}.{hint}"
+        )
     if name == "sweep":
         if rest[:1] == ["status"]:
             return _sweep_status(rest[1:])
         if not rest or rest[0].startswith("-") or "=" in rest[0]:
-            return _fail(
+            raise UsageError(
                 f"mlx sweep needs a sweep name first: mlx sweep NAME [overrides] ({', '.join(_sweep_names())})."
             )
         rest = ["-m", f"sweep={rest[0]}", *rest[1:]]
-    nas_sweep = name == "nas" and not _one_shot(rest) and not _INFO_FLAGS.intersection(rest)
+    nas_sweep = name == "nas" and not _INFO_FLAGS.intersection(rest) and not _one_shot(rest)
     if nas_sweep:
         rest = [*NAS_SWEEP, *[a for a in rest if a not in ("-m", "--multirun")]]
     if "--debug" in rest:
         rest = [a for a in rest if a != "--debug"]
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    if "--trust-checkpoint" in rest:
+        rest = [*(a for a in rest if a != "--trust-checkpoint"), "trust_checkpoint=true"]
     rest = [*COMMANDS[name].preset, *rest]
     if nas_sweep:
         rest = ["-m", *rest]  # Hydra's flags come before the overrides
     if not _INFO_FLAGS.intersection(rest):
-        from mlx.config.validate import ConfigError
-
-        try:
-            _check(rest)
-        except ConfigError as e:
-            return _fail(str(e))
+        _check(rest, name)
     # the command as the user typed it, for every run's provenance (Hydra sees a rewritten one);
     # an environment variable reaches the jobs of launchers that start other processes too
     os.environ[COMMAND_LINE_ENV] = shlex.join(typed)
@@ -203,16 +203,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_shot(args: list[str]) -> bool:
-    """Whether the command line's strategy is a one-shot (supernet) one, from its config file's
-    target; a one-shot `mlx nas` is a single run, any other a sweep of candidates."""
-    from mlx.config.locate import config_dir
+    """Whether `mlx nas`'s strategy is a one-shot (supernet) one, decided by mlx.nas from the
+    composed config: a one-shot `mlx nas` is a single run, any other a sweep of candidates."""
+    from mlx.config.locate import CONFIG_NAME, config_dir
+    from mlx.config.validate import compose_checked
+    from mlx.nas.stage import one_shot
 
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+~") == "strategy" and value:
-            path = config_dir() / "strategy" / f"{value}.yaml"
-            return path.is_file() and "_target_: nni.nas.strategy." in path.read_text()
-    return False
+    # Hydra's own keys (the sweeper's, say) cannot change the strategy
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))]
+    return one_shot(compose_checked(config_dir(), CONFIG_NAME, ["model=nas", *overrides]))
 
 
 def _sweep_names() -> list[str]:
@@ -223,13 +222,12 @@ def _sweep_names() -> list[str]:
 
 def _sweep_status(args: list[str]) -> int:
     if len(args) != 1:
-        return _fail("usage: mlx sweep status DIR (a sweep folder, e.g. outputs/sweeps/digits_tpe)")
-    from mlx.sweep.results import SweepStatusError, status
+        raise UsageError(
+            "usage: mlx sweep status DIR (a sweep folder, e.g. outputs/sweeps/digits_tpe)"
+        )
+    from mlx.sweep.results import status
 
-    try:
-        status(args[0])
-    except SweepStatusError as e:
-        return _fail(str(e))
+    status(args[0])
     return 0
 
 

@@ -34,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mlx.errors import MlxError
+
 FORMAT = "mlx.run"
 VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -55,7 +57,7 @@ PACKAGES = (
 )
 
 
-class RecordError(ValueError):
+class RecordError(MlxError):
     """A folder that is not a readable run record of this format version."""
 
 
@@ -76,6 +78,14 @@ def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
     tmp.replace(path)
 
 
@@ -177,6 +187,11 @@ class Recorder:
         write_json(self.run_dir / PROVENANCE_FILE, self.provenance)
         self._t0 = time.perf_counter()
         return self
+
+    def write_config(self, config_yaml: str) -> None:
+        """Write ``config.yaml`` again (a search stage chose the network after the run began)."""
+        self.config_yaml = config_yaml
+        write_text(self.run_dir / CONFIG_FILE, config_yaml)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -38,7 +38,7 @@ def test_short_run_writes_complete_record(make_cfg, tmp_path: Path) -> None:
         "model/params",
     ):
         assert key in rec.metrics, key
-    assert set(summary["stages"]) == {"setup", "train", "test"}
+    assert set(summary["stages"]) == {"setup", "train"}  # train: fit, then test
     assert summary["data"]["split_sizes"]["train"] > 1000
     assert rec.provenance["seed"] == 3
     assert rec.provenance["reproduce"].startswith("mlx run")
@@ -146,7 +146,7 @@ def test_objective_must_be_logged(make_cfg) -> None:
 def test_training_runs_with_the_setup_heap_frozen_and_unfreezes_after() -> None:
     import gc
 
-    from mlx.run import gc_frozen
+    from mlx.engine.stage import gc_frozen
 
     before = gc.get_freeze_count()
     with pytest.raises(RuntimeError), gc_frozen():

@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from mlx.errors import MlxError
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
-class CompressionError(ValueError):
+class CompressionError(MlxError):
     """Bad compression settings, found before any work starts."""
 
 

@@ -104,6 +104,10 @@ class Distill:
                 raise CompressionError(
                     f"compression.distill.teacher_ckpt: no file {self.teacher_ckpt}."
                 )
+            if self.feature_weight > 0 and Path(self.teacher_ckpt).suffix == ".onnx":
+                raise CompressionError(
+                    f"compression.distill.teacher_ckpt {self.teacher_ckpt} is an ONNX network, whose features cannot be matched; set compression.distill.feature_weight=0 or teach with a .ckpt."
+                )
         teacher = self.teacher(given.net)
         try:
             student = self.make_student(

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlx")
 
-COMPRESSED_KEY = "compressed"  # the network and its stages, inside a saved file
 FOLDER = "compressed"
 
 
@@ -222,51 +221,35 @@ def measure(
 
 
 def save_net(
-    path: Path, net: nn.Module, stages: list[dict[str, Any]], config: dict[str, Any]
+    path: Path,
+    net: nn.Module,
+    stages: list[dict[str, Any]],
+    config: dict[str, Any],
+    input_shape: tuple[int, ...],
+    num_outputs: int,
 ) -> None:
-    """The compressed network with the run's config and what each stage did, written whole."""
-    import torch
+    """The compressed network as ONNX (``<i>_<stage>.onnx``), carrying the run's config and
+    what each stage did: a file that loads without unpickling anything, evaluates with
+    ``mlx eval`` and serves as it is."""
+    from mlx.compression.quantize import OnnxRuntimeNet, export_onnx
+    from mlx.engine.checkpoint import onnx_with_metadata
+    from mlx.record import write_bytes
 
-    from mlx.engine.callbacks import CHECKPOINT_KEY
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {CHECKPOINT_KEY: {"config": config}, COMPRESSED_KEY: {"net": net, "stages": stages}}, tmp
-    )
-    tmp.replace(path)
-
-
-def compressed_net(ckpt: Any) -> nn.Module | None:
-    """The network of a loaded file written by the compress stage, or None for another file."""
-    if isinstance(ckpt, dict) and COMPRESSED_KEY in ckpt:
-        return ckpt[COMPRESSED_KEY]["net"]
-    return None
+    if isinstance(net, OnnxRuntimeNet):
+        model = net.model_bytes()
+    else:
+        was = net.training
+        model = export_onnx(net.eval(), tuple(input_shape)).SerializeToString()
+        net.train(was)
+    info = {"input_shape": list(input_shape), "num_outputs": int(num_outputs), "stages": stages}
+    write_bytes(path, onnx_with_metadata(model, config, info))
 
 
-def load_net(path: str | Path) -> nn.Module:
-    """The network in an mlx file: a compressed network, or a Lightning checkpoint's model."""
-    import torch
+def load_net(path: str | Path, *, trust: bool = False) -> nn.Module:
+    """The network in an mlx file: a compressed (ONNX) network, or a checkpoint's model."""
+    from mlx.engine.checkpoint import load, network_of
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if (net := compressed_net(ckpt)) is not None:
-        return net
-    from mlx.engine.callbacks import CHECKPOINT_KEY
-
-    config = ckpt.get(CHECKPOINT_KEY, {}).get("config") if isinstance(ckpt, dict) else None
-    if config is None:
-        raise CompressionError(f"{path} is not an mlx checkpoint (no config inside).")
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create(config)
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    model = instantiate(cfg.model)(
-        input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
-    )
-    model.load_state_dict(ckpt["state_dict"])
-    return model.net
+    return network_of(load(path, trust=trust))
 
 
 def compress(
@@ -276,9 +259,9 @@ def compress(
     meter: LatencyMeter,
     out: Path,
     config: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """Measure ``net``, then apply and measure each stage in order; returns the table's rows.
-    ``net`` itself is left as it was (stages work on a copy)."""
+) -> tuple[list[dict[str, Any]], nn.Module]:
+    """Measure ``net``, then apply and measure each stage in order; returns the table's rows and
+    the compressed network. ``net`` itself is left as it was (stages work on a copy)."""
     example = example_batch_from(tools)
     rows = [measure("baseline", net, tools, meter, example, None)]
     log.info(_line(rows[-1]))
@@ -288,14 +271,14 @@ def compress(
         tools.log(f"stage compress: {stage.name} ({i}/{len(stages)})")
         current = stage.apply(current, tools)
         done.append({"name": stage.name, **stage.details()})
-        path = out / FOLDER / f"{i}_{stage.name}.pt"
-        save_net(path, current, done, config)
+        path = out / FOLDER / f"{i}_{stage.name}.onnx"
+        save_net(path, current, done, config, tools.input_shape, tools.num_outputs)
         row = measure(stage.name, current, tools, meter, example, rows[-1])
         row["file"] = str(path)
         row["details"] = stage.details()
         rows.append(row)
         log.info(_line(row))
-    return rows
+    return rows, current
 
 
 def example_batch_from(tools: Tools) -> Tensor:

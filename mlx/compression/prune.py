@@ -33,7 +33,7 @@ class Prune:
     """Remove channels and neurons by importance until a ratio or a budget is met.
 
     Give exactly one target: ``ratio``, ``max_params`` or ``max_macs`` (set the others to
-    null). Parameters are the trainable parameters and MACs the multiply-accumulates of
+    null). Parameters are all of the network's parameters and MACs the multiply-accumulates of
     convolutions and matrix products for one example, both as ``mlx.nas.cost.model_cost``
     counts them. The output layer (the last ``nn.Linear`` with ``num_outputs`` outputs) is
     never pruned.
@@ -48,7 +48,7 @@ class Prune:
         steps: 1 prunes at once; more prunes in that many steps, fine-tuning after each.
         fine_tune_epochs: epochs of fine-tuning after each step.
         ratio: share of each layer's channels to remove (per layer, or overall when global).
-        max_params: prune until the network has at most this many trainable parameters.
+        max_params: prune until the network has at most this many parameters.
         max_macs: prune until one example's forward pass costs at most this many MACs.
     """
 

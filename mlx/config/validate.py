@@ -13,13 +13,12 @@ Two layers, both fast (no torch or Lightning import):
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mlx.config.signature import TargetNotFoundError, check_value, static_signature
+from mlx.errors import ConfigError, did_you_mean, paragraph
 
 # Ranges that mlx enforces on library parameters whose own annotations are too loose for a run
 # to make sense (Lightning reads max_epochs=-1 as "train forever", for instance). The values are
@@ -57,26 +56,10 @@ TOP_LEVEL: dict[str, str] = {
     "task_name": "Annotated[str, MinLen(1)]",
     "seed": "Annotated[int, Ge(0)]",
     "ckpt_path": "Optional[str]",
+    "trust_checkpoint": "bool",
     "trial": "Optional[dict]",
     "budget": "Optional[dict]",
 }
-# the keys of `budget` and their types
-BUDGET: dict[str, str] = {
-    "max_params": "Optional[Annotated[int, Ge(1)]]",
-    "max_macs": "Optional[Annotated[int, Ge(1)]]",
-    "max_latency_ms": "Optional[Annotated[float, Gt(0)]]",
-}
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message is one paragraph meant for the user."""
-
-
-def _close(word: str, options: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. composing the command line
 
@@ -158,7 +141,7 @@ def _missing_option(config_dir: Path, e: Any, overrides: list[str]) -> ConfigErr
         )
     return ConfigError(
         f"Unknown option '{option}' for config group '{group}'. Available options: "
-        f"{', '.join(options)}.{_close(option, options)}"
+        f"{', '.join(options)}.{did_you_mean(option, options)}"
     )
 
 
@@ -191,7 +174,7 @@ def _bad_override(
         known += _groups(config_dir)
     where = f"'{parent}'" if parent else "the config"
     if known:
-        hint = _close(leaf, known) or f" Keys in {where}: {', '.join(sorted(set(known)))}."
+        hint = did_you_mean(leaf, known) or f" Keys in {where}: {', '.join(sorted(set(known)))}."
     else:
         hint = ""
     if "No match in the defaults list" in text:
@@ -249,7 +232,7 @@ def _check_target(node: Any, path: str, errors: list[str]) -> None:
             if key not in names and not sig.var_kwargs:
                 errors.append(
                     f"Unknown key '{_join(path, key)}': {target} takes no argument '{key}'."
-                    f"{_close(key, names)}"
+                    f"{did_you_mean(key, names)}"
                 )
         if not partial:
             for p in sig.params:
@@ -357,68 +340,10 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         child = body._get_node(key)
         if isinstance(child, DictConfig | ListConfig):
             _walk(child, str(key), errors)
-    _check_budget(body, errors)
-    _check_combinations(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
     if errors:
-        raise ConfigError(_paragraph(errors))
-
-
-def _check_budget(cfg: Any, errors: list[str]) -> None:
-    ok, budget = _value(cfg, "budget") if "budget" in cfg else (False, None)
-    if not ok or not isinstance(budget, dict):
-        return
-    for key, value in budget.items():
-        if key not in BUDGET:
-            errors.append(f"Unknown key 'budget.{key}'.{_close(key, BUDGET)}")
-        elif (expected := check_value(BUDGET[key], value)) is not None:
-            errors.append(f"Bad value for 'budget.{key}': expected {expected}, got {value!r}.")
-
-
-def _check_combinations(cfg: Any, errors: list[str]) -> None:
-    """Group options that each work but break together."""
-    from omegaconf import OmegaConf
-
-    _check_nas(cfg, errors)
-    spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
-    logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
-    if spawned and logger.endswith("CSVLogger"):
-        errors.append(
-            "tracking=csv cannot be used with spawned DDP processes (parallelism=ddp): Lightning's "
-            "CSV logger cannot add the test metrics to the file the training processes wrote. Use "
-            "tracking=wandb or tracking=none; the run record's history.csv still holds every epoch."
-        )
-
-
-def _check_nas(cfg: Any, errors: list[str]) -> None:
-    """A NAS space, the searched network (model=nas) and one-shot strategies go together."""
-    from omegaconf import OmegaConf
-
-    space = str(OmegaConf.select(cfg, "search_space._target_", default="") or "")
-    net = str(OmegaConf.select(cfg, "model.net._target_", default="") or "")
-    strategy = str(OmegaConf.select(cfg, "strategy._target_", default="") or "")
-    nas_space = space.startswith("mlx.nas.")
-    if nas_space and net != "mlx.nas.architecture":
-        errors.append(
-            "search_space is a neural architecture space, but the model's network is fixed "
-            f"({net or 'none'}); the searched network is model=nas, which `mlx nas` sets."
-        )
-    if net == "mlx.nas.architecture" and not nas_space:
-        ok, arch = _value(cfg, "model")
-        arch = (arch or {}).get("net", {}).get("arch") if ok and isinstance(arch, dict) else None
-        space_node = OmegaConf.select(cfg, "model.net.space", default=None)
-        if not arch or space_node is None:
-            errors.append(
-                "model=nas is the network an architecture search looks for: run "
-                "`mlx nas search_space=macro_cnn|cell|macro_mlp strategy=...`, or retrain a found "
-                "one with `mlx run experiment=nas_<name>`."
-            )
-    if strategy.startswith("nni.nas.") and not nas_space:
-        errors.append(
-            "strategy is a one-shot architecture search (a supernet): it needs a NAS "
-            "search_space (macro_cnn, cell or macro_mlp), run with `mlx nas`."
-        )
+        raise ConfigError(paragraph(errors))
 
 
 def _check_source(cfg: Any, errors: list[str]) -> None:
@@ -437,46 +362,29 @@ def _check_source(cfg: Any, errors: list[str]) -> None:
         errors.append(f"data.source: {cause}")
 
 
-def _paragraph(errors: list[str]) -> str:
-    if len(errors) == 1:
-        return errors[0]
-    return f"{len(errors)} problems in the config: " + " ".join(
-        f"({i}) {e}" for i, e in enumerate(errors, 1)
-    )
-
-
 def check_command_line(
-    config_dir: Path, config_name: str, overrides: list[str], multirun: bool
+    config_dir: Path, config_name: str, overrides: list[str], multirun: bool, command: str = "run"
 ) -> None:
-    """Compose and validate every job a command line would run; raise :class:`ConfigError`."""
+    """Compose and validate every job a command line would run, then every stage's own check;
+    raise an :class:`~mlx.errors.MlxError`."""
+    from mlx.stages import check_stages
+
     seen: set[tuple[str, ...]] = set()
     for i, job in enumerate(job_override_sets(overrides, multirun)):
         if tuple(job) in seen:
             continue
         seen.add(tuple(job))
         cfg = compose_checked(config_dir, config_name, job)
+        validate(cfg)
         if i == 0 and multirun:
-            from mlx.sweep.sweeper import SweepError, check_sweep_config, is_mlx_sweeper
+            from mlx.sweep.sweeper import check_sweep_config, is_mlx_sweeper
 
             if is_mlx_sweeper(cfg):
                 # a sweep's jobs are its trials: the sweeper checks their values
-                validate(cfg)
-                try:
-                    check_sweep_config(cfg, overrides)
-                except SweepError as e:
-                    raise ConfigError(str(e)) from None
+                check_stages(cfg, command)
+                check_sweep_config(cfg, overrides)
                 return
-        validate(cfg)
-        from mlx.nas.search import is_nas_space, is_one_shot
-
-        if is_nas_space(cfg.get("search_space")) and is_one_shot(cfg.get("strategy")):
-            from mlx.nas.search import precheck_one_shot
-            from mlx.nas.spaces import NasError
-
-            try:
-                precheck_one_shot(cfg)
-            except NasError as e:
-                raise ConfigError(str(e)) from None
+        check_stages(cfg, command)
 
 
 __all__ = [

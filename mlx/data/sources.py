@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
+from mlx.errors import MlxError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -45,7 +47,7 @@ CATEGORICAL_SHARE = 0.9
 MAX_AUTO_CLASSES = 20
 
 
-class DataConfigError(ValueError):
+class DataConfigError(MlxError):
     """Data that cannot be used as configured; the message is one paragraph meant for the user."""
 
 

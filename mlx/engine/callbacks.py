@@ -11,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-CHECKPOINT_KEY = "mlx"
+from mlx.engine.checkpoint import CHECKPOINT_KEY
 
 
 class HistoryCallback(pl.Callback):

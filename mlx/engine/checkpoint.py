@@ -1,19 +1,167 @@
-"""Reading the mlx config that travels inside a Lightning checkpoint."""
+"""The one way mlx reads a model file it is given: a Lightning checkpoint written by ``mlx run``
+or an ONNX network written by the compress stage.
+
+Loading is safe by default. A checkpoint is read with ``torch.load(weights_only=True)``: tensors
+and plain containers only, so a file cannot run code while it loads (mlx stores nothing else in
+its checkpoints). A file that needs arbitrary unpickling is refused with a message; the user may
+allow it for a file they trust with ``trust_checkpoint=true`` (``--trust-checkpoint``). An ONNX
+file is a protobuf and carries the mlx config that rebuilds its data in its metadata.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlx.engine.callbacks import CHECKPOINT_KEY
+from mlx.errors import MlxError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+CHECKPOINT_KEY = "mlx"  # the run's resolved config, inside every checkpoint mlx writes
+ONNX_CONFIG_KEY = "mlx.config"  # ... and inside every ONNX network (metadata_props)
+ONNX_INFO_KEY = "mlx.network"  # input shape, outputs and the stages that made the network
 
 
-def saved_config(path: str | Path) -> dict[str, Any] | None:
-    """The resolved config stored in a checkpoint by mlx, or None for a foreign checkpoint."""
+class CheckpointError(MlxError):
+    """A model file that cannot be read safely, or is no model file at all."""
+
+
+@dataclass
+class Loaded:
+    """A model file's contents.
+
+    Attributes:
+        path: the file.
+        config: the mlx config stored with it (None for a foreign Lightning checkpoint).
+        state_dict: the LightningModule's weights (a checkpoint), else None.
+        network: the network itself (an ONNX file, run by ONNX Runtime), else None.
+        info: for an ONNX file: ``input_shape``, ``num_outputs`` and ``stages``.
+    """
+
+    path: Path
+    config: dict[str, Any] | None
+    state_dict: dict[str, Any] | None = None
+    network: nn.Module | None = None
+    info: dict[str, Any] | None = None
+
+
+def load(path: str | Path, *, trust: bool = False) -> Loaded:
+    """Read a checkpoint (``.ckpt``) or a compressed network (``.onnx``); raise
+    :class:`CheckpointError` for a file that is missing, corrupt, foreign or unsafe."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file ({path.resolve()}).")
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
+    return _load_checkpoint(path, trust)
+
+
+def _load_checkpoint(path: Path, trust: bool) -> Loaded:
+    import pickle
+
     import torch
 
-    # our own checkpoints hold plain containers next to the tensors; weights_only=False is
-    # needed for Lightning's loop state as well
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found is None:  # a damaged pickle rather than a refused object
+            raise CheckpointError(
+                f"{path} is not a readable PyTorch checkpoint (its contents are damaged or in "
+                "another format); give a .ckpt written by mlx run or a compressed/*.onnx."
+            ) from None
+        raise CheckpointError(
+            f"{path} holds Python objects ({found.group(1)}) that only arbitrary unpickling can "
+            "rebuild, and unpickling can run any code a file carries, so mlx refuses it: mlx's "
+            "own checkpoints hold only tensors and plain data. If you trust this file and where "
+            "it came from, allow it with --trust-checkpoint (or trust_checkpoint=true)."
+        ) from None
+    except Exception as e:  # not a zip or pickle at all, truncated, another format
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}); "
+            "give a .ckpt written by mlx run or a compressed/*.onnx written by the compress stage."
+        ) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (no state_dict in it); give a .ckpt written "
+            "by mlx run."
+        )
     stored = ckpt.get(CHECKPOINT_KEY)
-    return stored["config"] if isinstance(stored, dict) and "config" in stored else None
+    config = stored.get("config") if isinstance(stored, dict) else None
+    return Loaded(path, config if isinstance(config, dict) else None, state_dict=ckpt["state_dict"])
+
+
+def _load_onnx(path: Path) -> Loaded:
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable ONNX model ({_first_line(e)}).") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if ONNX_CONFIG_KEY not in meta or ONNX_INFO_KEY not in meta:
+        raise CheckpointError(
+            f"{path} is an ONNX model but not one written by mlx (it carries no mlx config)."
+        )
+    from mlx.compression.quantize import OnnxRuntimeNet
+
+    info = json.loads(meta[ONNX_INFO_KEY])
+    net = OnnxRuntimeNet(model.SerializeToString(), tuple(info["input_shape"]), info["num_outputs"])
+    return Loaded(path, json.loads(meta[ONNX_CONFIG_KEY]), network=net, info=info)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def onnx_with_metadata(model_bytes: bytes, config: dict[str, Any], info: dict[str, Any]) -> bytes:
+    """An ONNX model with the mlx config and network info that :func:`load` reads back."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    keep = [p for p in model.metadata_props if p.key not in (ONNX_CONFIG_KEY, ONNX_INFO_KEY)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in ((ONNX_CONFIG_KEY, config), (ONNX_INFO_KEY, info)):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value, default=str)
+    return model.SerializeToString()
+
+
+def restore(model: Any, loaded: Loaded) -> None:
+    """Put a loaded file's network into the run's LightningModule: the checkpoint's weights, or
+    the ONNX network in place of ``model.net``."""
+    if loaded.network is not None:
+        model.net = loaded.network
+        return
+    assert loaded.state_dict is not None
+    try:
+        model.load_state_dict(loaded.state_dict)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{loaded.path} holds weights of another network: {_first_line(e)}"
+        ) from None
+
+
+def network_of(loaded: Loaded) -> nn.Module:
+    """The network of a loaded file, rebuilt from the config it carries when it is a checkpoint."""
+    if loaded.network is not None:
+        return loaded.network
+    if loaded.config is None:
+        raise CheckpointError(f"{loaded.path} is not an mlx checkpoint (it holds no mlx config).")
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(loaded.config)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model)(
+        input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
+    )
+    restore(model, loaded)
+    return model.net

@@ -1,4 +1,4 @@
-"""What a network costs: trainable parameters, multiply-accumulates and CPU latency for one
+"""What a network costs: parameters (all of them), multiply-accumulates and CPU latency for one
 example.
 
 A NAS budget compares candidates by these numbers, so each is measured the same way for every
@@ -22,7 +22,7 @@ WARMUP = 3
 
 
 def model_cost(net: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Trainable parameters and multiply-accumulates (MACs) of one forward pass on one example.
+    """Parameters (all of them, trainable or not, as in every mlx record) and multiply-accumulates (MACs) of one forward pass on one example.
 
     MACs are counted by torch's ``FlopCounterMode`` (matrix products and convolutions; one MAC
     is two FLOPs) on a batch of 1 in eval mode; the network keeps its train/eval mode.
@@ -37,7 +37,7 @@ def model_cost(net: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    params = sum(p.numel() for p in net.parameters())
     x = _example(net, input_shape)
     training = net.training
     net.eval()

@@ -360,7 +360,7 @@ def search_one_shot(
     from nni.nas.space import RawFormatModelSpace
     from pytorch_lightning.loggers import CSVLogger
 
-    from mlx.run import quiet_lightning
+    from mlx.engine.logs import quiet_lightning
 
     name = _name(strategy)
     strategy = copy.deepcopy(strategy)  # a strategy runs once; the caller's stays fresh

@@ -59,7 +59,7 @@ class Budget:
     """A hardware budget for candidates; ``None`` means no limit.
 
     Args:
-        max_params: trainable parameters.
+        max_params: parameters (all of them, as counted in every record).
         max_macs: multiply-accumulates of one forward pass on one example.
         max_latency_ms: median CPU latency of one forward pass on one example.
     """

@@ -33,6 +33,7 @@ import torch
 from annotated_types import Ge, Interval, MinLen
 from torch import Tensor, nn
 
+from mlx.errors import MlxError
 from mlx.models.layers import ACTIVATIONS
 
 with warnings.catch_warnings():
@@ -84,7 +85,7 @@ LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_LISTED = 1024
 
 
-class NasError(ValueError):
+class NasError(MlxError):
     """A NAS space, architecture or search that cannot work; the message is one paragraph meant
     for the user."""
 

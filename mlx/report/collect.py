@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlx.record import PROVENANCE_FILE, RecordError, RunRecord, read_record
+from mlx.errors import MlxError
+from mlx.record import PROVENANCE_FILE, RunRecord, read_record
 from mlx.sweep.ledger import LEDGER_FILE
 from mlx.sweep.results import FORMAT as SWEEP_FORMAT
 from mlx.sweep.results import SUMMARY_FILE as SWEEP_FILE
@@ -28,7 +29,7 @@ from mlx.sweep.results import VERSION as SWEEP_VERSION
 _SKIP_DIRS = {"checkpoints", "wandb", "csv", "lightning_logs", ".hydra", "compressed"}
 
 
-class ReportError(ValueError):
+class ReportError(MlxError):
     """Input a report or comparison cannot be made from; nothing was written."""
 
 
@@ -262,10 +263,7 @@ def collect(paths: list[str]) -> Collection:
     sweep_dirs = list(dict.fromkeys(d.resolve() for d in sweep_dirs))
     runs = []
     for run_dir, name in zip(run_dirs, _names(run_dirs), strict=True):
-        try:
-            runs.append(Run(read_record(run_dir), name))
-        except RecordError as e:
-            raise ReportError(str(e)) from e
+        runs.append(Run(read_record(run_dir), name))
     sweeps = [read_sweep(d) for d in sweep_dirs]
     for sweep in sweeps:
         for run in runs:

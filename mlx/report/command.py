@@ -47,24 +47,21 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``mlx report``; returns the exit status."""
-    from mlx.cli import _fail
-
     args = parser().parse_args(argv)
     name = args.name or Path(args.paths[0].rstrip("/")).name or "report"
     if any(c in name for c in "/\\") or name in (".", ".."):
-        return _fail(f"--name '{name}' must be a plain name, not a path (use --out for the folder)")
+        raise ReportError(
+            f"--name '{name}' must be a plain name, not a path (use --out for the folder)"
+        )
     out = Path(args.out) if args.out else Path("reports") / name
     t0 = time.perf_counter()
     from rich.console import Console
 
     console = Console(stderr=True, highlight=False)
-    try:
-        from mlx.report.build import build
+    from mlx.report.build import build
 
-        with console.status("collecting records and drawing figures..."):
-            report = build(args.paths, name, out, argv)
-    except ReportError as e:
-        return _fail(str(e))
+    with console.status("collecting records and drawing figures..."):
+        report = build(args.paths, name, out, argv)
     runs = report.collection.runs
     console.print(
         f"[green]report[/green] {name}: {len(runs)} run(s), {len(report.collection.sweeps)} sweep(s), "

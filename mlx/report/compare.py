@@ -253,8 +253,6 @@ def compare(
 
 def main(argv: list[str]) -> int:
     """``mlx compare PATH [PATH...] [--metric NAME ...]``; returns the exit status."""
-    from mlx.cli import _fail
-
     parser = argparse.ArgumentParser(
         prog="mlx compare",
         description=(
@@ -277,8 +275,5 @@ def main(argv: list[str]) -> int:
         help="show only these metrics, in this order (e.g. --metric test/acc val/loss)",
     )
     args = parser.parse_args(argv)
-    try:
-        compare(args.paths, metrics=args.metrics)
-    except ReportError as e:
-        return _fail(str(e))
+    compare(args.paths, metrics=args.metrics)
     return 0

@@ -13,10 +13,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from mlx.errors import MlxError
+
 LEDGER_FILE = "sweep.db"
 
 
-class LedgerError(ValueError):
+class LedgerError(MlxError):
     """A ledger that cannot be resumed; nothing was written."""
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlx.errors import MlxError
 from mlx.record import write_json, write_text
 
 FORMAT = "mlx.sweep"
@@ -314,7 +315,7 @@ def _groups(root: Path) -> list[str]:
 # ---- mlx sweep status -----------------------------------------------------------------------
 
 
-class SweepStatusError(ValueError):
+class SweepStatusError(MlxError):
     pass
 
 

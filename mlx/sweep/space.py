@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlx.errors import MlxError
+
 TYPES = ("choice", "uniform", "loguniform", "quniform", "int")
 _FIELDS = {
     "choice": {"values"},
@@ -31,7 +33,7 @@ _FIELDS = {
 }
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(MlxError):
     """A search space that cannot be searched; the message names the parameter."""
 
 

@@ -12,7 +12,6 @@ import functools
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +20,13 @@ from typing import Any
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from mlx.errors import MlxError
 from mlx.sweep.space import SearchSpace, SearchSpaceError, from_override, override_value
 
 log = logging.getLogger("mlx.sweep")
 
 
-class SweepError(ValueError):
+class SweepError(MlxError):
     """A sweep that cannot start; the message is for the user."""
 
     exit_code = 2
@@ -184,42 +184,38 @@ class MlxSweeper(Sweeper):
     # ---- the sweep ---------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> Any:
-        """Run the sweep; a :class:`SweepError` ends the process with its one-paragraph message
-        (exit 2 for bad input, 1 for a sweep stopped by its failures), not a traceback."""
+        """Run the sweep; bad input (any :class:`~mlx.errors.MlxError`) ends the process with its
+        one-paragraph message (exit 2; 1 for a sweep stopped by its failures), not a traceback."""
+        from mlx.errors import MlxError, report
+
         try:
             return self.run_sweep(arguments)
-        except SweepError as e:
+        except MlxError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"mlx: error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(e.exit_code) from None
+            report(e)
+            raise SystemExit(getattr(e, "exit_code", 2)) from None
 
     def run_sweep(self, arguments: list[str]) -> Any:
         import optuna
 
-        from mlx.sweep.ledger import LEDGER_FILE, LedgerError, ledger_url, open_study
+        from mlx.sweep.ledger import LEDGER_FILE, ledger_url, open_study
         from mlx.sweep.results import export_best, print_results, write_results
 
         assert self.config is not None and self.launcher is not None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        try:
-            plan = self.plan(arguments)
-            strategy = build_strategy(self.config, plan, seed_offset=0)
-            check_combination(plan, strategy)
-        except (SearchSpaceError, SweepError) as e:
-            raise SweepError(str(e)) from None
+        plan = self.plan(arguments)
+        strategy = build_strategy(self.config, plan, seed_offset=0)
+        check_combination(plan, strategy)
         ledger = plan.sweep_dir / LEDGER_FILE
-        try:
-            study, resumed = open_study(
-                ledger,
-                plan.name,
-                [o.direction for o in plan.objectives],
-                strategy.sampler,
-                strategy.pruner,
-                plan.fingerprint,
-            )
-        except LedgerError as e:
-            raise SweepError(str(e)) from None
+        study, resumed = open_study(
+            ledger,
+            plan.name,
+            [o.direction for o in plan.objectives],
+            strategy.sampler,
+            strategy.pruner,
+            plan.fingerprint,
+        )
         plan.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, plan.sweep_dir / "multirun.yaml")
         budget = self.n_trials
@@ -340,10 +336,7 @@ def check_sweep_config(cfg: DictConfig, arguments: list[str]) -> None:
     estimation = cfg.get("estimation")
     check_fidelity_keys(cfg, (estimation.get("fidelity") if estimation else None) or {})
     if OmegaConf.select(cfg, "strategy._target_") == "optuna.samplers.GridSampler":
-        try:
-            check_grid_size(space.grid())
-        except SearchSpaceError as e:
-            raise SweepError(str(e)) from None
+        check_grid_size(space.grid())
     objectives = sweeper.objectives or [cfg.objective]
     pruner = OmegaConf.select(cfg, "estimation.pruner") or OmegaConf.select(cfg, "strategy.pruner")
     if len(objectives) > 1 and pruner is not None:
@@ -384,13 +377,9 @@ def searched_space(
 
         if is_nas_space(space_cfg):
             from mlx.nas.search import nas_context, sweep_params
-            from mlx.nas.spaces import NasError
 
-            try:
-                nas = nas_context(cfg)
-                nas.check_feasible(int(cfg.seed))
-            except NasError as e:
-                raise SweepError(str(e)) from None
+            nas = nas_context(cfg)
+            nas.check_feasible(int(cfg.seed))
             space = SearchSpace(sweep_params(nas.choices))
         else:
             space = SearchSpace(space_cfg.params if space_cfg is not None else {})

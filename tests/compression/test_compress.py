@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,9 @@ from torch import nn
 from mlx.compression import CompressionError, StageInput
 from mlx.compression.distill import Distill, distillation_loss
 from mlx.compression.pca import PCA
-from mlx.compression.pipeline import check_stages, load_net
+from mlx.compression.pipeline import check_stages
+from mlx.compression.quantize import OnnxRuntimeNet
+from mlx.engine.checkpoint import load
 from mlx.models import MLP
 
 MLP_TINY = ["model=mlp", "trainer.max_epochs=2", "latency.repeats=3", "latency.warmup=1"]
@@ -103,16 +106,16 @@ def test_run_pca_then_distill_records_each_stage(make_cfg, tmp_path):
     for row in rows:
         assert row["size_bytes"] > 0 and row["latency_b64_p50_ms"] > 0 and row["macs"] > 0
         assert row["latency_b1_p95_ms"] >= row["latency_b1_p50_ms"]
-    # each stage's network is saved whole and evaluates to the table's numbers
-    net = load_net(out / "compressed" / "2_distill.pt")
-    assert isinstance(net, MLP) and sum(p.numel() for p in net.parameters()) == distill["params"]
+    # each stage's network is saved as ONNX with the run's config and the stages that made it
+    loaded = load(out / "compressed" / "2_distill.onnx")
+    assert isinstance(loaded.network, OnnxRuntimeNet) and loaded.state_dict is None
+    assert [s["name"] for s in loaded.info["stages"]] == ["pca", "distill"]
+    assert loaded.config["model"]["net"]["_target_"] == "mlx.models.MLP"
     assert metrics["compressed/test/acc"] == distill["test/acc"]
 
 
 def test_pca_is_fitted_on_the_train_split_only(make_cfg):
     from hydra.utils import instantiate
-
-    from mlx import run
 
     cfg = make_cfg(
         [
@@ -123,7 +126,11 @@ def test_pca_is_fitted_on_the_train_split_only(make_cfg):
             "compression.pca.variance=null",
         ]
     )
-    dm, model = run.build_data_and_model(cfg)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model)(
+        input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
+    )
     stage = instantiate(cfg.compression.pca)
     from mlx.compression.pipeline import make_tools
 
@@ -133,7 +140,9 @@ def test_pca_is_fitted_on_the_train_split_only(make_cfg):
         progress_bar=False,
         initial_state=None,
         early_state=None,
-        rebuild=run.rebuilder(cfg, dm),
+        rebuild=lambda shape: instantiate(cfg.model.net)(
+            input_shape=tuple(shape), num_outputs=dm.num_outputs
+        ),
     )
     compressed = stage.apply(model.net, tools)
     x_train = torch.cat([x.reshape(x.shape[0], -1) for x, _ in dm.train_dataloader()])
@@ -170,7 +179,7 @@ def test_compress_a_checkpoint_and_eval_the_result(cli, tmp_path):
     assert m["test/acc"] == pytest.approx(t["test/acc"])  # the checkpoint's weights, untrained
     ev = cli(
         "eval",
-        f"ckpt_path={tmp_path}/c/compressed/1_distill.pt",
+        f"ckpt_path={tmp_path}/c/compressed/1_distill.onnx",
         "tracking=none",
         f"hydra.run.dir={tmp_path}/e",
     )
@@ -192,8 +201,6 @@ def test_bad_compression_input_is_refused_before_training(cli, tmp_path):
 
 @pytest.mark.slow
 def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path):
-    from mlx.compression.quantize import OnnxRuntimeNet
-
     out, _, rows = run_and_read(
         make_cfg,
         tmp_path,
@@ -215,17 +222,16 @@ def test_run_prune_then_quantize_and_eval_the_int8_file(make_cfg, cli, tmp_path)
     assert quantized["size_bytes"] < pruned["size_bytes"] / 2.5
     assert quantized["test/acc"] >= pruned["test/acc"] - 0.03
     details = quantized["details"]
-    convs = sum(
-        isinstance(m, nn.Conv2d) for m in load_net(out / "compressed" / "1_prune.pt").modules()
-    )
+    graph = onnx.load(str(out / "compressed" / "1_prune.onnx")).graph
+    convs = sum(node.op_type == "Conv" for node in graph.node)
     assert details["mode"] == "static" and details["kernels"].get("QLinearConv") == convs
-    net = load_net(out / "compressed" / "2_quantize.pt")
+    net = load(out / "compressed" / "2_quantize.onnx").network
     assert isinstance(net, OnnxRuntimeNet)
 
     # a fresh process reloads the int8 network and measures what the table says
     ev = cli(
         "eval",
-        f"ckpt_path={out}/compressed/2_quantize.pt",
+        f"ckpt_path={out}/compressed/2_quantize.onnx",
         "tracking=none",
         f"hydra.run.dir={tmp_path}/e",
     )

@@ -176,6 +176,9 @@ def test_one_shot_search_trains_a_supernet_then_retrains_the_architecture(tmp_pa
     assert candidate["params"] > 0 and candidate["seconds"] > 0
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "completed"
+    # the search is a stage of the run: timed in the record, before setup and training
+    assert list(record["stages"]) == ["search", "setup", "train"]
+    assert record["search"]["architecture"] == candidate["arch"]
     # the train stage retrained the architecture found, whose size the search recorded
     assert record["metrics"]["model/params"] == candidate["params"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -187,6 +190,19 @@ def test_one_shot_search_trains_a_supernet_then_retrains_the_architecture(tmp_pa
         assert body["model"]["net"]["arch"] == candidate["arch"]
     finally:
         exported.unlink(missing_ok=True)
+
+
+def test_a_search_that_fails_leaves_a_failed_record(make_cfg, tmp_path: Path) -> None:
+    from mlx import run
+    from mlx.nas.spaces import NasError
+
+    # inside the job (no command-line pre-check), the search itself finds the bad input
+    cfg = make_cfg(["model=nas", "search_space=cell", "strategy=darts", "budget.max_params=50000"])
+    with pytest.raises(NasError, match="one-shot strategy trains all of them"):
+        run.main(cfg)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "one-shot strategy" in record["error"]
+    assert list(record["stages"]) == ["search"]
 
 
 @pytest.mark.parametrize("strategy", ["grid", "tpe", "evolution"])

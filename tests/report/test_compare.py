@@ -17,7 +17,8 @@ import pytest
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from mlx.report.compare import compare, direction, main
+from mlx.cli import main as mlx_main
+from mlx.report.compare import compare, direction
 
 ERROR = "FloatingPointError: train/loss is nan at epoch 1"
 COLUMNS = 200
@@ -159,18 +160,18 @@ def test_only_the_metrics_asked_for(runs: Path) -> None:
 
 
 def test_main_exit_codes(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(runs / "a"), str(runs / "b")]) == 0
+    assert mlx_main(["compare", str(runs / "a"), str(runs / "b")]) == 0
     assert "test/acc" in capsys.readouterr().out
 
-    assert main([str(tmp_path)]) == 2
+    assert mlx_main(["compare", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mlx: error:") and "holds no mlx run records" in err
 
-    assert main([str(runs / "a")]) == 2
+    assert mlx_main(["compare", str(runs / "a")]) == 2
     err = capsys.readouterr().err
     assert "needs at least two runs" in err and "holds 1" in err
 
-    assert main([str(runs / "a"), str(runs / "b"), "--metric", "test/acuracy"]) == 2
+    assert mlx_main(["compare", str(runs / "a"), str(runs / "b"), "--metric", "test/acuracy"]) == 2
     err = capsys.readouterr().err
     assert "no run has a metric 'test/acuracy'; did you mean 'test/acc'?" in err
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mlx.errors import MlxError
 from mlx.report import build as build_module
-from mlx.report.collect import ReportError, collect
+from mlx.report.collect import collect
 from tests.conftest import run_cli
 
 from .browser import Browser, skip_reason
@@ -161,7 +162,7 @@ def test_failed_write_keeps_the_previous_report(
 def test_bad_input_is_refused_and_writes_nothing(
     setup: str, message: str, tiny_runs: Path, tmp_path: Path
 ) -> None:
-    from mlx.report.command import main
+    from mlx.cli import main
 
     out = tmp_path / "reports" / "r"
     paths = [str(tiny_runs / "multirun")]
@@ -183,9 +184,11 @@ def test_bad_input_is_refused_and_writes_nothing(
     elif setup == "not_report":
         out.mkdir(parents=True)
         (out / "notes.txt").write_text("mine")
-    with pytest.raises(ReportError, match=message):
+    # a record's own error (RecordError) or the report's (ReportError): both are user errors
+    with pytest.raises(MlxError, match=message):
         build_module.build(paths, "r", out, [])
-    assert main([*paths, "--out", str(out), "--wandb", "disabled"]) == 2
+    # the command line prints the report area's error, as for every area
+    assert main(["report", *paths, "--out", str(out), "--wandb", "disabled"]) == 2
     if setup == "not_report":
         assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
     else:
