@@ -40,13 +40,19 @@ class Param:
             ``var_positional``, ``var_keyword`` (the names of :class:`inspect.Parameter` kinds).
         annotation: The annotation's source text (quotes stripped from a string annotation),
             or None when there is none.
-        has_default: Whether the parameter has a default value.
+        default: The default's source text (``1e-3``, ``None``, ``field(default_factory=list)``
+            for a dataclass field), or None when there is no default.
     """
 
     name: str
     kind: str
     annotation: str | None
-    has_default: bool
+    default: str | None
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the parameter has a default value (the call may leave it out)."""
+        return self.default is not None
 
 
 @dataclass(frozen=True)
@@ -522,27 +528,31 @@ def _annotation_text(node: ast.expr | None) -> str | None:
     return ast.unparse(node)
 
 
+def _default_text(node: ast.expr | None) -> str | None:
+    return None if node is None else ast.unparse(node)
+
+
 def _function_params(fn: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -> _Params:
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
-    first_default = len(positional) - len(a.defaults)
+    # defaults belong to the last positional parameters
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
     params: list[Param] = []
-    for i, arg in enumerate(positional):
+    for i, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
         kind = "positional_only" if i < len(a.posonlyargs) else "positional_or_keyword"
-        params.append(Param(arg.arg, kind, _annotation_text(arg.annotation), i >= first_default))
+        text = _annotation_text(arg.annotation)
+        params.append(Param(arg.arg, kind, text, _default_text(default)))
     if drop_first and positional:
         params.pop(0)
     if a.vararg:
         params.append(
-            Param(a.vararg.arg, "var_positional", _annotation_text(a.vararg.annotation), False)
+            Param(a.vararg.arg, "var_positional", _annotation_text(a.vararg.annotation), None)
         )
     for arg, default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
         text = _annotation_text(arg.annotation)
-        params.append(Param(arg.arg, "keyword_only", text, default is not None))
+        params.append(Param(arg.arg, "keyword_only", text, _default_text(default)))
     if a.kwarg:
-        params.append(
-            Param(a.kwarg.arg, "var_keyword", _annotation_text(a.kwarg.annotation), False)
-        )
+        params.append(Param(a.kwarg.arg, "var_keyword", _annotation_text(a.kwarg.annotation), None))
     return tuple(params), a.kwarg is not None
 
 
@@ -633,20 +643,23 @@ def _mro(cls: _Def, visiting: frozenset[int] = frozenset()) -> list[_Def | _Mark
     return [cls, *merged]
 
 
-def _field_info(value: ast.expr | None) -> tuple[bool, bool, bool | None]:
-    """(has a default, takes part in __init__, kw_only override) of a dataclass field."""
+def _field_info(value: ast.expr | None) -> tuple[str | None, bool, bool | None]:
+    """(default's text, takes part in __init__, kw_only override) of a dataclass field."""
     if value is None:
-        return False, True, None
+        return None, True, None
     if isinstance(value, ast.Call) and _last_name(value.func) == "field":
         kw = {k.arg: k.value for k in value.keywords if k.arg}
         init = kw.get("init")
         kw_only = kw.get("kw_only")
+        default = _default_text(kw.get("default"))
+        if default is None and "default_factory" in kw:
+            default = ast.unparse(value)  # made per call: the field(...) call says how
         return (
-            "default" in kw or "default_factory" in kw,
+            default,
             not (isinstance(init, ast.Constant) and init.value is False),
             bool(kw_only.value) if isinstance(kw_only, ast.Constant) else None,
         )
-    return True, True, None
+    return _default_text(value), True, None
 
 
 def _annotation_head(text: str) -> tuple[str, ast.expr | None]:
@@ -676,14 +689,14 @@ def _own_fields(cls: ast.ClassDef, kw_only_default: bool) -> dict[str, Param | N
             continue
         if head == "InitVar" and arg is not None:
             text = ast.unparse(arg)
-        has_default, init, field_kw_only = _field_info(stmt.value)
+        default, init, field_kw_only = _field_info(stmt.value)
         name = stmt.target.id
         if not init:
             fields[name] = None
             continue
         keyword = kw_only if field_kw_only is None else field_kw_only
         kind = "keyword_only" if keyword else "positional_or_keyword"
-        fields[name] = Param(name, kind, text, has_default)
+        fields[name] = Param(name, kind, text, default)
     return fields
 
 
@@ -713,7 +726,7 @@ def _namedtuple_params(cls: ast.ClassDef) -> _Params:
             s.target.id,
             "positional_or_keyword",
             _annotation_text(s.annotation),
-            s.value is not None,
+            _default_text(s.value),
         )
         for s in cls.body
         if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
