@@ -1,1 +1,1 @@
-"""Config handling: locating the config tree, static signature reading and validation."""
+"""Config handling: locating the config tree, static signature reading, value checks and validation."""

@@ -6,9 +6,8 @@ signatures are read with :mod:`ast`: the module is found on disk without importi
 (only the top-level name goes through :func:`importlib.util.find_spec`, which does not import
 it), the name is followed through re-exports (``from .x import Y``, star imports, aliases, lazy
 ``__getattr__`` imports, ``TYPE_CHECKING`` blocks), and a class falls back to the ``__init__``
-of its bases or to its dataclass fields. Annotations stay text; :func:`check_value` interprets
-the common forms and accepts anything it cannot read, so an unusual annotation never rejects a
-valid config.
+of its bases or to its dataclass fields. Annotations stay text, for
+:func:`mlx.config.values.check_value` to interpret.
 
 This module imports only the standard library.
 """
@@ -23,10 +22,10 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Param", "StaticSignature", "TargetNotFoundError", "check_value", "static_signature"]
+__all__ = ["Param", "StaticSignature", "TargetNotFoundError", "static_signature"]
 
 _KEYWORD_KINDS = ("positional_or_keyword", "keyword_only")
 
@@ -41,13 +40,19 @@ class Param:
             ``var_positional``, ``var_keyword`` (the names of :class:`inspect.Parameter` kinds).
         annotation: The annotation's source text (quotes stripped from a string annotation),
             or None when there is none.
-        has_default: Whether the parameter has a default value.
+        default: The default's source text (``1e-3``, ``None``, ``field(default_factory=list)``
+            for a dataclass field), or None when there is no default.
     """
 
     name: str
     kind: str
     annotation: str | None
-    has_default: bool
+    default: str | None
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the parameter has a default value (the call may leave it out)."""
+        return self.default is not None
 
 
 @dataclass(frozen=True)
@@ -523,27 +528,31 @@ def _annotation_text(node: ast.expr | None) -> str | None:
     return ast.unparse(node)
 
 
+def _default_text(node: ast.expr | None) -> str | None:
+    return None if node is None else ast.unparse(node)
+
+
 def _function_params(fn: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -> _Params:
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
-    first_default = len(positional) - len(a.defaults)
+    # defaults belong to the last positional parameters
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
     params: list[Param] = []
-    for i, arg in enumerate(positional):
+    for i, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
         kind = "positional_only" if i < len(a.posonlyargs) else "positional_or_keyword"
-        params.append(Param(arg.arg, kind, _annotation_text(arg.annotation), i >= first_default))
+        text = _annotation_text(arg.annotation)
+        params.append(Param(arg.arg, kind, text, _default_text(default)))
     if drop_first and positional:
         params.pop(0)
     if a.vararg:
         params.append(
-            Param(a.vararg.arg, "var_positional", _annotation_text(a.vararg.annotation), False)
+            Param(a.vararg.arg, "var_positional", _annotation_text(a.vararg.annotation), None)
         )
     for arg, default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
         text = _annotation_text(arg.annotation)
-        params.append(Param(arg.arg, "keyword_only", text, default is not None))
+        params.append(Param(arg.arg, "keyword_only", text, _default_text(default)))
     if a.kwarg:
-        params.append(
-            Param(a.kwarg.arg, "var_keyword", _annotation_text(a.kwarg.annotation), False)
-        )
+        params.append(Param(a.kwarg.arg, "var_keyword", _annotation_text(a.kwarg.annotation), None))
     return tuple(params), a.kwarg is not None
 
 
@@ -634,20 +643,23 @@ def _mro(cls: _Def, visiting: frozenset[int] = frozenset()) -> list[_Def | _Mark
     return [cls, *merged]
 
 
-def _field_info(value: ast.expr | None) -> tuple[bool, bool, bool | None]:
-    """(has a default, takes part in __init__, kw_only override) of a dataclass field."""
+def _field_info(value: ast.expr | None) -> tuple[str | None, bool, bool | None]:
+    """(default's text, takes part in __init__, kw_only override) of a dataclass field."""
     if value is None:
-        return False, True, None
+        return None, True, None
     if isinstance(value, ast.Call) and _last_name(value.func) == "field":
         kw = {k.arg: k.value for k in value.keywords if k.arg}
         init = kw.get("init")
         kw_only = kw.get("kw_only")
+        default = _default_text(kw.get("default"))
+        if default is None and "default_factory" in kw:
+            default = ast.unparse(value)  # made per call: the field(...) call says how
         return (
-            "default" in kw or "default_factory" in kw,
+            default,
             not (isinstance(init, ast.Constant) and init.value is False),
             bool(kw_only.value) if isinstance(kw_only, ast.Constant) else None,
         )
-    return True, True, None
+    return _default_text(value), True, None
 
 
 def _annotation_head(text: str) -> tuple[str, ast.expr | None]:
@@ -677,14 +689,14 @@ def _own_fields(cls: ast.ClassDef, kw_only_default: bool) -> dict[str, Param | N
             continue
         if head == "InitVar" and arg is not None:
             text = ast.unparse(arg)
-        has_default, init, field_kw_only = _field_info(stmt.value)
+        default, init, field_kw_only = _field_info(stmt.value)
         name = stmt.target.id
         if not init:
             fields[name] = None
             continue
         keyword = kw_only if field_kw_only is None else field_kw_only
         kind = "keyword_only" if keyword else "positional_or_keyword"
-        fields[name] = Param(name, kind, text, has_default)
+        fields[name] = Param(name, kind, text, default)
     return fields
 
 
@@ -714,7 +726,7 @@ def _namedtuple_params(cls: ast.ClassDef) -> _Params:
             s.target.id,
             "positional_or_keyword",
             _annotation_text(s.annotation),
-            s.value is not None,
+            _default_text(s.value),
         )
         for s in cls.body
         if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
@@ -936,396 +948,3 @@ def static_signature(dotpath: str) -> StaticSignature | None:
         return None
     params, var_kwargs = result
     return StaticSignature(dotpath, f"{found.module.name}.{found.qualname}", params, var_kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# checking a value against annotation text
-
-
-class _Spec:
-    """What an annotation accepts; the base class accepts anything."""
-
-    def accepts(self, value: object) -> bool:
-        return True
-
-    def describe(self) -> str:
-        """With an article: "an int"."""
-        return "anything"
-
-    def noun(self) -> str:
-        """Without one, for "a list of int"."""
-        return "anything"
-
-
-_ANY = _Spec()
-
-
-@dataclass(frozen=True)
-class _Scalar(_Spec):
-    name: str  # int, float, bool, str, bytes, None, path
-
-    def accepts(self, value: object) -> bool:
-        if self.name == "int":
-            return isinstance(value, int) and not isinstance(value, bool)
-        if self.name == "float":
-            return isinstance(value, int | float) and not isinstance(value, bool)
-        if self.name == "bool":
-            return isinstance(value, bool)
-        if self.name == "str":
-            return isinstance(value, str)
-        if self.name == "bytes":
-            return isinstance(value, bytes)
-        if self.name == "path":
-            return isinstance(value, str | os.PathLike)
-        return value is None
-
-    def describe(self) -> str:
-        return {"int": "an int", "str": "a string", "bytes": "bytes", "None": "None"}.get(
-            self.name, f"a {self.name}"
-        )
-
-    def noun(self) -> str:
-        return self.name
-
-
-_NONE = _Scalar("None")
-
-
-@dataclass(frozen=True)
-class _Union(_Spec):
-    options: tuple[_Spec, ...]
-
-    def accepts(self, value: object) -> bool:
-        return any(o.accepts(value) for o in self.options)
-
-    def describe(self) -> str:
-        return " or ".join(dict.fromkeys(o.describe() for o in self.options))
-
-    def noun(self) -> str:
-        return " or ".join(dict.fromkeys(o.noun() for o in self.options))
-
-
-@dataclass(frozen=True)
-class _Literal(_Spec):
-    values: tuple[object, ...]
-
-    def accepts(self, value: object) -> bool:
-        # type-exact: Literal[1] takes neither True nor 1.0
-        return any(type(value) is type(v) and value == v for v in self.values)
-
-    def describe(self) -> str:
-        shown = ", ".join(repr(v) for v in self.values)
-        return shown if len(self.values) == 1 else f"one of {shown}"
-
-    def noun(self) -> str:
-        return " or ".join(repr(v) for v in self.values)
-
-
-@dataclass(frozen=True)
-class _Seq(_Spec):
-    item: _Spec  # _ANY when unparameterised
-
-    def accepts(self, value: object) -> bool:
-        return isinstance(value, list | tuple | set | frozenset) and all(
-            self.item.accepts(v) for v in value
-        )
-
-    def describe(self) -> str:
-        return "a list" if self.item is _ANY else f"a list of {self.item.noun()}"
-
-    def noun(self) -> str:
-        return self.describe().removeprefix("a ")
-
-
-@dataclass(frozen=True)
-class _FixedTuple(_Spec):
-    items: tuple[_Spec, ...]
-
-    def accepts(self, value: object) -> bool:
-        return (
-            isinstance(value, list | tuple)
-            and len(value) == len(self.items)
-            and all(s.accepts(v) for s, v in zip(self.items, value, strict=True))
-        )
-
-    def describe(self) -> str:
-        nouns = [s.noun() for s in self.items]
-        if len(set(nouns)) == 1:
-            return f"a list of {len(nouns)} {nouns[0]}"
-        return f"a list of {len(nouns)} items ({', '.join(nouns)})"
-
-    def noun(self) -> str:
-        return self.describe().removeprefix("a ")
-
-
-@dataclass(frozen=True)
-class _Map(_Spec):
-    key: _Spec
-    value: _Spec
-
-    def accepts(self, value: object) -> bool:
-        return isinstance(value, dict) and all(
-            self.key.accepts(k) and self.value.accepts(v) for k, v in value.items()
-        )
-
-    def describe(self) -> str:
-        if self.key is _ANY and self.value is _ANY:
-            return "a dict"
-        return f"a dict of {self.key.noun()} to {self.value.noun()}"
-
-    def noun(self) -> str:
-        return self.describe().removeprefix("a ")
-
-
-_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-@dataclass(frozen=True)
-class _Constrained(_Spec):
-    base: _Spec
-    bounds: tuple[tuple[str, float], ...]  # ("ge", 1): the value must be >= 1
-    lengths: tuple[tuple[str, int], ...]  # ("ge", 1): len(value) must be >= 1
-
-    def accepts(self, value: object) -> bool:
-        if not self.base.accepts(value):
-            return False
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and not all(_compare(value, op, b) for op, b in self.bounds)
-        ):
-            return False
-        if isinstance(value, Sized):
-            n = len(value)
-            if not all(_compare(n, op, bound) for op, bound in self.lengths):
-                return False
-        return True
-
-    def _limits(self) -> str:
-        parts = [f"{_OPS[op]} {_number(b)}" for op, b in self.bounds]
-        parts += [f"of length {_OPS[op]} {n}" for op, n in self.lengths]
-        return " and ".join(parts)
-
-    def describe(self) -> str:
-        base = "a value" if self.base is _ANY else self.base.describe()
-        return f"{base} {self._limits()}".strip()
-
-    def noun(self) -> str:
-        base = "value" if self.base is _ANY else self.base.noun()
-        return f"{base} {self._limits()}".strip()
-
-
-def _compare(value: float, op: str, bound: float) -> bool:
-    return {
-        "gt": value > bound,
-        "ge": value >= bound,
-        "lt": value < bound,
-        "le": value <= bound,
-    }[op]
-
-
-def _number(x: float) -> str:
-    return str(int(x)) if isinstance(x, float) and x.is_integer() and abs(x) < 1e15 else str(x)
-
-
-# module prefixes whose last attribute names a typing construct: typing.Optional, t.List, ...
-_TYPING_PREFIXES = {
-    "typing",
-    "t",
-    "typing_extensions",
-    "te",
-    "collections.abc",
-    "abc",
-    "collections",
-    "builtins",
-    "pathlib",
-    "os",
-    "types",
-    "annotated_types",
-    "at",
-}
-_SCALARS = {"int", "float", "bool", "str", "bytes"}
-_SEQUENCES = {
-    "list",
-    "List",
-    "Sequence",
-    "MutableSequence",
-    "Iterable",
-    "Collection",
-    "set",
-    "Set",
-    "MutableSet",
-    "AbstractSet",
-    "frozenset",
-    "FrozenSet",
-}
-_TUPLES = {"tuple", "Tuple"}
-_MAPPINGS = {"dict", "Dict", "Mapping", "MutableMapping", "OrderedDict", "DefaultDict"}
-_PATHS = {"Path", "PurePath", "PosixPath", "WindowsPath", "PathLike"}
-
-
-def _type_name(node: ast.expr) -> str | None:
-    """``Optional`` for ``Optional``, ``typing.Optional`` or ``t.Optional``; None otherwise."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        prefix = ast.unparse(node.value)
-        return node.attr if prefix in _TYPING_PREFIXES else None
-    return None
-
-
-def _literal_value(node: ast.expr) -> tuple[bool, object]:
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
-    return isinstance(value, str | int | float | bool | bytes | type(None)), value
-
-
-def _union(options: list[_Spec]) -> _Spec:
-    flat: list[_Spec] = []
-    for option in options:
-        if option is _ANY:
-            return _ANY  # one branch we cannot read: anything may be right
-        flat += option.options if isinstance(option, _Union) else [option]
-    return flat[0] if len(flat) == 1 else _Union(tuple(dict.fromkeys(flat)))
-
-
-def _constrained(base: _Spec, metadata: list[ast.expr]) -> _Spec:
-    bounds: list[tuple[str, float]] = []
-    lengths: list[tuple[str, int]] = []
-    for meta in metadata:
-        if not isinstance(meta, ast.Call):
-            continue
-        kind = _type_name(meta.func)
-        args = [_literal_value(a) for a in meta.args]
-        kwargs = {k.arg: _literal_value(k.value) for k in meta.keywords if k.arg}
-        numeric = {
-            key: v
-            for key, (ok, v) in [*zip(("pos",), args, strict=False), *kwargs.items()]
-            if ok and isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        if kind in ("Gt", "Ge", "Lt", "Le"):
-            bound = numeric.get("pos", numeric.get(kind.lower()))
-            if bound is not None:
-                bounds.append((kind.lower(), bound))
-        elif kind == "Interval":
-            bounds += [(op, numeric[op]) for op in _OPS if op in numeric]
-        elif kind in ("MinLen", "MaxLen"):
-            n = numeric.get("pos", numeric.get("min_length" if kind == "MinLen" else "max_length"))
-            if isinstance(n, int):
-                lengths.append(("ge" if kind == "MinLen" else "le", n))
-    if not bounds and not lengths:
-        return base
-    return _Constrained(base, tuple(bounds), tuple(lengths))
-
-
-def _spec(node: ast.expr, depth: int = 0) -> _Spec:
-    if depth > 30:
-        return _ANY
-    if isinstance(node, ast.Constant):
-        if node.value is None:
-            return _NONE
-        if isinstance(node.value, str):  # a string (forward-reference) annotation
-            try:
-                return _spec(ast.parse(node.value.strip(), mode="eval").body, depth + 1)
-            except SyntaxError:
-                return _ANY
-        return _ANY
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _union([_spec(node.left, depth + 1), _spec(node.right, depth + 1)])
-    if isinstance(node, ast.Call):  # type(None)
-        if ast.unparse(node) == "type(None)":
-            return _NONE
-        return _ANY
-    if isinstance(node, ast.Subscript):
-        return _subscript_spec(node, depth)
-    name = _type_name(node)
-    if name is not None and name in _SCALARS:
-        return _Scalar(name)
-    if name in ("None", "NoneType"):
-        return _NONE
-    if name in _SEQUENCES or name in _TUPLES:
-        return _Seq(_ANY)
-    if name in _MAPPINGS:
-        return _Map(_ANY, _ANY)
-    if name in _PATHS:
-        return _Scalar("path")
-    return _ANY  # Any, object, type aliases, TypeVars, library classes
-
-
-def _subscript_spec(node: ast.Subscript, depth: int) -> _Spec:
-    head = _type_name(node.value)
-    args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
-
-    def sub(i: int) -> _Spec:
-        return _spec(args[i], depth + 1) if i < len(args) else _ANY
-
-    if head == "Optional":
-        return _union([sub(0), _NONE])
-    if head == "Union":
-        return _union([_spec(a, depth + 1) for a in args])
-    if head == "Literal":
-        values: list[object] = []
-        for arg in args:
-            if isinstance(arg, ast.Subscript) and _type_name(arg.value) == "Literal":
-                nested = _subscript_spec(arg, depth + 1)
-                if not isinstance(nested, _Literal):
-                    return _ANY
-                values += nested.values
-                continue
-            ok, value = _literal_value(arg)
-            if not ok:
-                return _ANY  # an enum member or similar
-            values.append(value)
-        return _Literal(tuple(values))
-    if head == "Annotated":
-        return _constrained(sub(0), args[1:])
-    if head in _TUPLES:
-        if len(args) == 2 and isinstance(args[1], ast.Constant) and args[1].value is Ellipsis:
-            return _Seq(sub(0))
-        if len(args) == 1 and isinstance(args[0], ast.Tuple) and not args[0].elts:
-            return _FixedTuple(())  # tuple[()]
-        return _FixedTuple(tuple(_spec(a, depth + 1) for a in args))
-    if head in _SEQUENCES:
-        return _Seq(sub(0))
-    if head in _MAPPINGS:
-        return _Map(sub(0), sub(1)) if len(args) == 2 else _Map(_ANY, _ANY)
-    if head in _PATHS:
-        return _Scalar("path")
-    if head in ("Final", "Required", "NotRequired", "ReadOnly"):
-        return sub(0)
-    return _ANY
-
-
-@functools.lru_cache(maxsize=2048)
-def _spec_of(annotation: str) -> _Spec:
-    try:
-        return _spec(ast.parse(annotation.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, RecursionError):
-        return _ANY
-
-
-def check_value(annotation: str | None, value: object) -> str | None:
-    """Whether ``value`` fits the annotation text ``annotation``.
-
-    Understands builtin scalars, ``None``, ``Any``, ``Optional``/``Union``/``X | Y``, lists,
-    tuples, sets and dicts with their ``typing`` and ``collections.abc`` names, ``Literal``,
-    paths (which take strings), string annotations and ``Annotated[X, Gt(0)]``-style bounds
-    from ``annotated_types``. Any name it does not know accepts anything, so it never rejects
-    what it cannot read.
-
-    Args:
-        annotation: Annotation source text, e.g. ``"Optional[int]"``; None accepts anything.
-        value: A plain value from the config (containers as lists, tuples or dicts).
-
-    Returns:
-        None if the value fits; otherwise what was expected, e.g. ``"an int >= 1 or None"``.
-    """
-    if not annotation:
-        return None
-    try:
-        spec = _spec_of(annotation)
-        return None if spec.accepts(value) else spec.describe()
-    except Exception:  # a weird annotation or value must never break validation
-        return None

@@ -7,8 +7,8 @@ Two layers, both fast (no torch or Lightning import):
    with the options that exist and a close match.
 2. :func:`validate` walks the composed config: every ``_target_`` is bound to its signature,
    read from source (see :mod:`mlx.config.signature`), so unknown keys, missing arguments, wrong
-   types and out-of-range values are named with what was expected; data sources check their
-   files; the top-level keys get the same treatment.
+   types and out-of-range values (see :mod:`mlx.config.values`) are named with what was
+   expected; data sources check their files; the top-level keys get the same treatment.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlx.config.signature import TargetNotFoundError, check_value, static_signature
+from mlx.config.signature import TargetNotFoundError, static_signature
+from mlx.config.values import check_value
 from mlx.errors import ConfigError, did_you_mean, paragraph
 
 # Ranges that mlx enforces on library parameters whose own annotations are too loose for a run

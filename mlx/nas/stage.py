@@ -103,7 +103,7 @@ def _value(cfg: DictConfig, key: str) -> Any:
 
 
 def _check_budget(cfg: DictConfig, errors: list[str]) -> None:
-    from mlx.config.signature import check_value
+    from mlx.config.values import check_value
 
     budget = _value(cfg, "budget")
     if not isinstance(budget, dict):

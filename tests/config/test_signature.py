@@ -1,24 +1,28 @@
-"""Static signatures: targets resolve from source without importing, values check against text."""
+"""Static signatures: targets resolve from source without importing."""
 
 from __future__ import annotations
 
+import ast
 import importlib.machinery
+import inspect
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from hydra.utils import get_object
 
 from mlx.config.signature import (
     Param,
     StaticSignature,
     TargetNotFoundError,
-    check_value,
     static_signature,
 )
+from mlx.config.values import check_value
 
 MakePkg = Callable[[dict[str, str]], str]
 
@@ -137,7 +141,7 @@ def test_library_details() -> None:
     trainer = static_signature("pytorch_lightning.Trainer")
     assert trainer is not None
     max_epochs = trainer.get("max_epochs")
-    assert max_epochs == Param("max_epochs", "keyword_only", "Optional[int]", True)
+    assert max_epochs == Param("max_epochs", "keyword_only", "Optional[int]", "None")
     assert check_value(max_epochs.annotation, 3) is None
     assert check_value(max_epochs.annotation, "three") == "an int or None"
 
@@ -160,8 +164,10 @@ def test_nothing_heavy_is_imported() -> None:
     code = (
         "import sys\n"
         "from mlx.config.signature import static_signature\n"
+        "from mlx.config.values import check_value\n"
         f"for t in {targets!r}:\n"
         "    assert static_signature(t) is not None, t\n"
+        "assert check_value('Optional[Annotated[int, Ge(1)]]', 0) == 'an int >= 1 or None'\n"
         "heavy = {'torch', 'pytorch_lightning', 'lightning_fabric', 'sklearn', 'numpy',\n"
         "         'hydra', 'omegaconf'} & {m.split('.')[0] for m in sys.modules}\n"
         "assert not heavy, heavy\n"
@@ -205,8 +211,8 @@ def test_reexport_qualname_and_aliases(make_pkg: MakePkg) -> None:
         target=f"{pkg}.Thing",
         qualname=f"{pkg}.impl.Thing",
         params=(
-            Param("a", "positional_or_keyword", "int", False),
-            Param("b", "positional_or_keyword", "Optional[str]", True),
+            Param("a", "positional_or_keyword", "int", None),
+            Param("b", "positional_or_keyword", "Optional[str]", "None"),
         ),
         var_kwargs=False,
     )
@@ -251,7 +257,7 @@ def test_function_parameter_kinds(make_pkg: MakePkg) -> None:
     assert sig.names == ["b", "c", "d"]
     assert sig.var_kwargs
     assert sig.get("a") is None  # positional-only: not passable by keyword
-    assert sig.get("c") == Param("c", "keyword_only", "float", True)
+    assert sig.get("c") == Param("c", "keyword_only", "float", "1.0")
     assert sig_of(f"{pkg}.fns.g").names == ["x", "y"]
     assert sig_of(f"{pkg}.fns.h").get("q").annotation == "list[int]"
 
@@ -303,11 +309,11 @@ def test_dataclass_fields(make_pkg: MakePkg) -> None:
     child = static_signature(f"{pkg}.dc.Child")
     assert child is not None
     assert child.params == (
-        Param("x", "positional_or_keyword", "int", False),
-        Param("y", "positional_or_keyword", "float", True),
-        Param("z", "positional_or_keyword", "list[int]", True),
-        Param("k", "keyword_only", "str", True),
-        Param("seed", "keyword_only", "int", True),
+        Param("x", "positional_or_keyword", "int", None),
+        Param("y", "positional_or_keyword", "float", "2.0"),
+        Param("z", "positional_or_keyword", "list[int]", "field(default_factory=list)"),
+        Param("k", "keyword_only", "str", "'a'"),
+        Param("seed", "keyword_only", "int", "0"),
     )
     assert not child.var_kwargs
     # a plain subclass inherits the generated __init__
@@ -396,7 +402,7 @@ def test_inherited_init_and_bases(make_pkg: MakePkg) -> None:
     assert sig_of(f"{pkg}.models.OwnInitUnknownBase").names == ["k"]
     point = static_signature(f"{pkg}.models.Point")
     assert point is not None
-    assert [(p.name, p.has_default) for p in point.params] == [("x", False), ("y", True)]
+    assert [(p.name, p.default) for p in point.params] == [("x", None), ("y", "0")]
 
 
 def test_lazy_getattr_reexport(make_pkg: MakePkg) -> None:
@@ -595,125 +601,174 @@ def test_not_a_callable_target(target: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# check_value
+# the static reader against the imported objects
 
-CASES = [
-    # scalars: bool is not an int, int is a float
-    ("int", 3, None),
-    ("int", True, "an int"),
-    ("int", 3.0, "an int"),
-    ("float", 3, None),
-    ("float", 0.5, None),
-    ("float", True, "a float"),
-    ("float", "x", "a float"),
-    ("bool", False, None),
-    ("bool", 1, "a bool"),
-    ("str", "a", None),
-    ("str", 1, "a string"),
-    ("None", None, None),
-    ("None", 0, "None"),
-    ("NoneType", None, None),
-    ("Any", object(), None),
-    ("typing.Any", [1], None),
-    ("object", "x", None),
-    (None, "anything", None),
-    # unions
-    ("Optional[int]", None, None),
-    ("Optional[int]", "a", "an int or None"),
-    ("typing.Optional[int]", 1, None),
-    ("Union[int, str]", "a", None),
-    ("Union[int, str]", 1.5, "an int or a string"),
-    ("t.Union[int, str]", 1.5, "an int or a string"),
-    ("int | None", "x", "an int or None"),
-    ("float | str | None", [1], "a float or a string or None"),
-    # containers come in as lists, tuples and dicts
-    ("list[int]", [1, 2], None),
-    ("list[int]", (1, 2), None),
-    ("list[int]", [1, "a"], "a list of int"),
-    ("list[int]", 1, "a list of int"),
-    ("List[float]", [1, 2.5], None),
-    ("typing.List[float]", ["x"], "a list of float"),
-    ("Sequence[str]", ["a"], None),
-    ("Sequence[str]", "abc", "a list of str"),
-    ("Iterable[int]", [1], None),
-    ("list", [1, "a"], None),
-    ("list", "a", "a list"),
-    ("tuple[int, ...]", [1, 2, 3], None),
-    ("tuple[int, ...]", [1, 2.5], "a list of int"),
-    ("tuple[int, int]", [1, 2], None),
-    ("tuple[int, int]", [1, 2, 3], "a list of 2 int"),
-    ("Tuple[int, str]", [1, 2], "a list of 2 items (int, str)"),
-    ("Tuple", [1, "a"], None),
-    ("dict[str, float]", {"a": 1}, None),
-    ("dict[str, float]", {"a": "b"}, "a dict of str to float"),
-    ("Dict", [1], "a dict"),
-    ("Mapping[str, int]", {}, None),
-    ("typing.Dict[str, Any]", {"a": object()}, None),
-    # literals are type-exact
-    ("Literal['sum', 'mean']", "mean", None),
-    ("Literal['sum', 'mean']", "max", "one of 'sum', 'mean'"),
-    ("Literal['min', 'max']", 1, "one of 'min', 'max'"),
-    ("Literal[1, 2]", True, "one of 1, 2"),
-    ("Literal[-1]", -1, None),
-    ("typing.Literal['a']", "b", "'a'"),
-    ("Optional[Union[bool, Literal['link']]]", "x", "a bool or 'link' or None"),
-    # paths take strings
-    ("Path", "a/b", None),
-    ("pathlib.Path", "a", None),
-    ("os.PathLike", "a", None),
-    ("Path", 3, "a path"),
-    ("Union[str, Path]", 3, "a string or a path"),
-    # string annotations, whole or in part
-    ('"Optional[int]"', "x", "an int or None"),
-    ("Optional['int']", 2, None),
-    ("Optional['int']", "x", "an int or None"),
-    # Annotated with annotated_types metadata
-    ("Annotated[float, Gt(0)]", 0.1, None),
-    ("Annotated[float, Gt(0)]", 0, "a float > 0"),
-    ("Annotated[int, Ge(1)]", 1, None),
-    ("Annotated[int, Ge(1)]", 0, "an int >= 1"),
-    ("Annotated[int, Ge(1)]", 1.5, "an int >= 1"),
-    ("Annotated[int, Lt(10)]", 10, "an int < 10"),
-    ("Annotated[float, Le(1)]", 1.0, None),
-    ("Annotated[float, annotated_types.Gt(0)]", -1, "a float > 0"),
-    ("Annotated[float, Gt(gt=0)]", -1, "a float > 0"),
-    ("Annotated[float, Interval(ge=0, le=1)]", 0.5, None),
-    ("Annotated[float, Interval(ge=0, le=1)]", 1.5, "a float >= 0 and <= 1"),
-    ("Annotated[float, Interval(gt=0, lt=1)]", 0, "a float > 0 and < 1"),
-    ("Annotated[float, Gt(0), Lt(1)]", 2, "a float > 0 and < 1"),
-    ("Annotated[str, MinLen(1)]", "", "a string of length >= 1"),
-    ("Annotated[list[int], MaxLen(2)]", [1, 2, 3], "a list of int of length <= 2"),
-    ("Annotated[int, Ge(1), 'other metadata', Foo(3)]", 0, "an int >= 1"),
-    ("Annotated[int, Foo(-3)]", -5, None),
-    ("Optional[Annotated[int, Ge(1)]]", None, None),
-    ("Optional[Annotated[int, Ge(1)]]", -1, "an int >= 1 or None"),
-    ("Union[bool, Annotated[int, Ge(0)]]", True, None),
-    ("Union[bool, Annotated[int, Ge(0)]]", -1, "a bool or an int >= 0"),
-    ("list[Annotated[float, Gt(0)]]", [1, 0], "a list of float > 0"),
-    # unknown names accept anything, also inside unions
-    ("ParamsT", 1, None),
-    ("_PATH", 1, None),
-    ("Tensor", "x", None),
-    ("Union[int, Tensor]", "x", None),
-    ("float | Tensor", "x", None),
-    ("Optional[Accelerator]", 3, None),
-    ("np.ndarray", 1, None),
-    ("Callable[..., int]", 1, None),
-    ("list[Tensor]", ["x"], None),
-    ("list[Tensor]", "x", "a list"),
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _yaml_targets(node: object) -> Iterator[str]:
+    """Every ``_target_`` value in a YAML document, at any depth. A search space's choice of
+    target (``model.optimizer._target_: {type: choice, values: [...]}``) counts its values."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_" or str(key).endswith("._target_"):
+                choices = value.get("values", []) if isinstance(value, dict) else [value]
+                yield from (c for c in choices if isinstance(c, str))
+            yield from _yaml_targets(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _yaml_targets(item)
+
+
+def config_targets() -> list[str]:
+    """The ``_target_``s of every YAML file under conf/, experiments/ and sweeps/."""
+    # conf/experiment and conf/sweep link to experiments/ and sweeps/: read each file once
+    files = {
+        p.resolve() for d in ("conf", "experiments", "sweeps") for p in (REPO / d).rglob("*.yaml")
+    }
+    targets: set[str] = set()
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            targets.update(_yaml_targets(doc))
+    return sorted(targets)
+
+
+def _constructor(cls: type) -> Callable[..., object] | None:
+    """The function a call to ``cls`` binds its arguments to, by the static reader's rule: the
+    first ``__init__`` in the MRO, else the first ``__new__``; None when only object's.
+
+    inspect.signature would take whichever of ``__new__`` and ``__init__`` comes first in the MRO,
+    but a ``__new__`` is usually a pass-through (``*args, **kwargs``, as in NNI's
+    ``MutableModule``) while the same arguments must also bind to ``__init__``.
+    """
+    for name in ("__init__", "__new__"):
+        for klass in cls.__mro__[:-1]:
+            if name not in vars(klass):
+                continue
+            fn = getattr(klass, name)
+            if name == "__init__" and "_init_wrapped" in vars(klass):
+                # NNI's ModelSpace swaps each subclass's __init__ for an (*args, **kwargs)
+                # wrapper without __wrapped__ that forwards every argument to the original, kept
+                # as _init_wrapped; a subclass without an __init__ of its own wraps a wrapper
+                fn = vars(klass)["_init_wrapped"]
+                if fn.__qualname__.startswith("model_space_init_wrapper."):
+                    continue
+            return fn
+    return None
+
+
+def runtime_params(obj: object) -> list[inspect.Parameter]:
+    """The parameters of the imported ``obj`` that the static reader should have found."""
+    if isinstance(obj, type) and type(obj).__call__ is type.__call__:  # no metaclass __call__
+        fn = _constructor(obj)
+        if fn is None:
+            return []
+        params = list(inspect.signature(fn).parameters.values())  # follows functools.wraps
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return params[1:] if params and params[0].kind in positional else params  # self, cls
+    return list(inspect.signature(obj).parameters.values())
+
+
+def _plain_literal(text: str | None) -> tuple[bool, object]:
+    """(True, value) when a default's source text is a literal (``1e-3``, ``'l1'``, ``(1, 64)``,
+    ``None``); a name, a call or an expression is compared by presence only."""
+    if text is None:
+        return False, None
+    try:
+        return True, ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def assert_static_matches_runtime(target: str) -> None:
+    static = static_signature(target)
+    assert static is not None, f"{target}: the static reader cannot read it"
+    live = runtime_params(get_object(target))
+    read = [(p.name, p.kind, p.has_default) for p in static.params]
+    real = [(p.name, p.kind.name.lower(), p.default is not p.empty) for p in live]
+    assert read == real, f"{target}: read {read}, imported {real}"
+    for p, q in zip(static.params, live, strict=True):
+        literal, value = _plain_literal(p.default)
+        if literal:
+            assert type(q.default) is type(value) and q.default == value, (
+                f"{target}: {p.name} defaults to {q.default!r}, read as {p.default}"
+            )
+
+
+# cheap to import (no torch), and between them: a dataclass, keyword defaults of several types,
+# required parameters, a library class with keyword-only parameters
+REPRESENTATIVE = [
+    "mlx.data.LoaderSettings",
+    "mlx.compression.Prune",
+    "mlx.compression.LatencyMeter",
+    "mlx.sweep.MultiFidelity",
+    "optuna.pruners.MedianPruner",
 ]
 
 
-@pytest.mark.parametrize(("annotation", "value", "expected"), CASES)
-def test_check_value(annotation: str | None, value: object, expected: str | None) -> None:
-    assert check_value(annotation, value) == expected
+@pytest.mark.parametrize("target", REPRESENTATIVE)
+def test_static_matches_runtime(target: str) -> None:
+    assert target in config_targets()
+    assert_static_matches_runtime(target)
 
 
-@pytest.mark.parametrize(
-    "annotation",
-    ["list[", "Optional", "Literal", "Annotated[int]", "Dict[str]", "1 +", "lambda: 0", "", " "],
-)
-def test_check_value_never_raises_on_weird_annotations(annotation: str) -> None:
-    assert check_value(annotation, object()) is None or isinstance(
-        check_value(annotation, object()), str
+@pytest.mark.slow
+@pytest.mark.parametrize("target", config_targets())
+def test_static_matches_runtime_for_every_config_target(target: str) -> None:
+    assert_static_matches_runtime(target)
+
+
+def test_static_matches_runtime_on_constructor_rules(make_pkg: MakePkg) -> None:
+    pkg = make_pkg(
+        {
+            "mod.py": """
+                import functools
+                from dataclasses import dataclass, field
+                from typing import NamedTuple
+
+                def logged(fn):
+                    @functools.wraps(fn)
+                    def wrapper(*args, **kwargs):
+                        return fn(*args, **kwargs)
+                    return wrapper
+
+                @logged
+                def build(width: int, depth: int = 2, *, act: str = "relu") -> None:
+                    pass
+
+                class Base:
+                    def __init__(self, a: int, b: float = 0.5) -> None:
+                        pass
+
+                class PassThroughNew(Base):
+                    def __new__(cls, *args, **kwargs):
+                        return super().__new__(cls)
+
+                class OnlyNew:
+                    def __new__(cls, n: int = 3):
+                        return super().__new__(cls)
+
+                class Wrapped:
+                    @logged
+                    def __init__(self, x: int, /, y: "list[int]" = (1, 2)) -> None:
+                        pass
+
+                @dataclass
+                class Fields:
+                    x: int
+                    tags: list = field(default_factory=list)
+                    rate: float = field(default=1e-3)
+
+                class Point(NamedTuple):
+                    x: int
+                    y: int = -1
+
+                class Nothing:
+                    pass
+            """
+        }
     )
+    for name in ("build", "PassThroughNew", "OnlyNew", "Wrapped", "Fields", "Point", "Nothing"):
+        assert_static_matches_runtime(f"{pkg}.mod.{name}")
+    # inspect.signature itself would report PassThroughNew's (*args, **kwargs)
+    assert sig_of(f"{pkg}.mod.PassThroughNew").names == ["a", "b"]
