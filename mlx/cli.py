@@ -122,17 +122,20 @@ def _fail(message: str) -> int:
 
 
 def _check(argv: list[str]) -> None:
-    """Compose and validate every job of the command line; raises ConfigError."""
+    """Compose and validate every job of the command line over the search path the launch
+    uses (mlx's configs, the project's, --config-dir); raises ConfigError."""
     from hydra._internal.utils import get_args_parser
 
-    from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
+    from mlx.config.locate import CONFIG_NAME, config_tree, register_resolvers
     from mlx.config.validate import check_command_line
 
     args = get_args_parser().parse_args(argv)
-    if args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
-        return  # another config tree: the task checks it once Hydra has composed it
+    if args.config_path or args.experimental_rerun:
+        return  # another primary tree: the task checks it once Hydra has composed it
     register_resolvers()
-    check_command_line(config_dir(), CONFIG_NAME, list(args.overrides), bool(args.multirun))
+    tree = config_tree([args.config_dir] if args.config_dir else [])
+    name = args.config_name or CONFIG_NAME
+    check_command_line(tree, name, list(args.overrides), bool(args.multirun))
 
 
 def _completion(argv: list[str]) -> list[str]:
@@ -186,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     rest = [*COMMANDS[name].preset, *rest]
     if nas_sweep:
         rest = ["-m", *rest]  # Hydra's flags come before the overrides
+    from mlx.config.locate import use_project
+
+    use_project()  # the project's configs join mlx's groups; its modules become importable
     if not _INFO_FLAGS.intersection(rest):
         from mlx.config.validate import ConfigError
 
@@ -205,20 +211,20 @@ def main(argv: list[str] | None = None) -> int:
 def _one_shot(args: list[str]) -> bool:
     """Whether the command line's strategy is a one-shot (supernet) one, from its config file's
     target; a one-shot `mlx nas` is a single run, any other a sweep of candidates."""
-    from mlx.config.locate import config_dir
+    from mlx.config.locate import config_tree
 
     for arg in args:
         key, _, value = arg.partition("=")
         if key.lstrip("+~") == "strategy" and value:
-            path = config_dir() / "strategy" / f"{value}.yaml"
-            return path.is_file() and "_target_: nni.nas.strategy." in path.read_text()
+            path = config_tree().find("strategy", value)
+            return path is not None and "_target_: nni.nas.strategy." in path.read_text()
     return False
 
 
 def _sweep_names() -> list[str]:
-    from mlx.config.locate import config_dir
+    from mlx.config.locate import config_tree
 
-    return sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
+    return config_tree().options("sweep")
 
 
 def _sweep_status(args: list[str]) -> int:
