@@ -33,7 +33,7 @@ commands:
           mlx compare RUN_A RUN_B [RUN_C...] [--metric NAME...]
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
-          the best architecture is written to experiments/nas_<name>.yaml
+          the best architecture is written to the project's experiments/nas_<name>.yaml
 
 examples:
   mlx run                                    train the default experiment (CNN on digits)
