@@ -34,6 +34,9 @@ commands:
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
           the best architecture is written to the project's experiments/nas_<name>.yaml
+  init    start a project of your own: mlx init DIR writes mlx.yaml, an example model, an
+          experiment and a sweep; run mlx in DIR and its conf/, experiments/ and sweeps/
+          join mlx's config groups
 
 examples:
   mlx run                                    train the default experiment (CNN on digits)
@@ -51,6 +54,7 @@ examples:
   mlx compress ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt compression=prune
   mlx report outputs/sweeps/digits_tpe       reports/digits_tpe/index.html and report.md
   mlx compare outputs/run/runs/DATE_A outputs/run/runs/DATE_B
+  mlx init myproject && cd myproject && mlx run experiment=mynet_digits
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
@@ -164,14 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in ("-sc", "--shell-completion"):
         argv = _completion(argv)
     name, rest = argv[0], argv[1:]
+    if name == "init":
+        return _init(rest)
     if name in TOOLS:
         import importlib
 
         return int(importlib.import_module(TOOLS[name]).main(rest))
     if name not in COMMANDS:
-        match = difflib.get_close_matches(name, [*COMMANDS, *TOOLS], n=1)
+        names = [*COMMANDS, *TOOLS, "init"]
+        match = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{match[0]}'?" if match else ""
-        return _fail(f"unknown command '{name}'. Commands: {', '.join([*COMMANDS, *TOOLS])}.{hint}")
+        return _fail(f"unknown command '{name}'. Commands: {', '.join(names)}.{hint}")
     if name == "sweep":
         if rest[:1] == ["status"]:
             return _sweep_status(rest[1:])
@@ -225,6 +232,18 @@ def _sweep_names() -> list[str]:
     from mlx.config.locate import config_tree
 
     return config_tree().options("sweep")
+
+
+def _init(args: list[str]) -> int:
+    if len(args) != 1 or args[0].startswith("-"):
+        return _fail("usage: mlx init DIR (a new or empty folder for your project)")
+    from mlx.project import ProjectError, init_project
+
+    try:
+        init_project(args[0])
+    except ProjectError as e:
+        return _fail(str(e))
+    return 0
 
 
 def _sweep_status(args: list[str]) -> int:
