@@ -232,6 +232,8 @@ def test_a_typo_in_a_project_option_gets_mlx_s_message(project: Path) -> None:
         assert r.returncode == 2, (args, r.output)
         assert "mlx: error:" in r.stderr and message in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.output
+    sweep = run_cli("sweep", "mynet_digits_gird", cwd=project)
+    assert sweep.returncode == 2 and "Did you mean 'mynet_digits_grid'?" in sweep.stderr
     # a --config-dir folder is checked the same way (it used to skip mlx's checks)
     extra = project.parent / "extra"
     (extra / "data").mkdir(parents=True)
