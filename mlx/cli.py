@@ -35,7 +35,10 @@ commands:
           mlx compare RUN_A RUN_B [RUN_C...] [--metric NAME...]
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
-          the best architecture is written to experiments/nas_<name>.yaml
+          the best architecture is written to the project's experiments/nas_<name>.yaml
+  init    start a project of your own: mlx init DIR writes mlx.yaml, an example model, an
+          experiment and a sweep; run mlx in DIR and its conf/, experiments/ and sweeps/
+          join mlx's config groups
 
 examples:
   mlx run                                    train the default experiment (CNN on digits)
@@ -53,6 +56,7 @@ examples:
   mlx compress ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt compression=prune
   mlx report outputs/sweeps/digits_tpe       reports/digits_tpe/index.html and report.md
   mlx compare outputs/run/runs/DATE_A outputs/run/runs/DATE_B
+  mlx init myproject && cd myproject && mlx run experiment=mynet_digits
 
 options:
   --debug        show full tracebacks (same as HYDRA_FULL_ERROR=1)
@@ -112,19 +116,21 @@ _INFO_FLAGS = {
 
 
 def _check(argv: list[str], command: str) -> None:
-    """Compose and validate every job of the command line; raises an MlxError."""
+    """Compose and validate every job of the command line over the search path the launch
+    uses (mlx's configs, the project's, --config-dir), then every stage's own check; raises an
+    MlxError."""
     from hydra._internal.utils import get_args_parser
 
-    from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
+    from mlx.config.locate import CONFIG_NAME, config_tree, register_resolvers
     from mlx.config.validate import check_command_line
 
     args = get_args_parser().parse_args(argv)
-    if args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
-        return  # another config tree: the task checks it once Hydra has composed it
+    if args.config_path or args.experimental_rerun:
+        return  # another primary tree: the task checks it once Hydra has composed it
     register_resolvers()
-    check_command_line(
-        config_dir(), CONFIG_NAME, list(args.overrides), bool(args.multirun), command
-    )
+    tree = config_tree([args.config_dir] if args.config_dir else [])
+    name = args.config_name or CONFIG_NAME
+    check_command_line(tree, name, list(args.overrides), bool(args.multirun), command)
 
 
 def _completion(argv: list[str]) -> list[str]:
@@ -162,16 +168,17 @@ def _main(argv: list[str]) -> int:
     if argv[0] in ("-sc", "--shell-completion"):
         argv = _completion(argv)
     name, rest = argv[0], argv[1:]
+    if name == "init":
+        return _init(rest)
     if name in TOOLS:
         import importlib
 
         return int(importlib.import_module(TOOLS[name]).main(rest))
     if name not in COMMANDS:
-        match = difflib.get_close_matches(name, [*COMMANDS, *TOOLS], n=1)
+        names = [*COMMANDS, *TOOLS, "init"]
+        match = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{match[0]}'?" if match else ""
-        raise UsageError(
-            f"unknown command '{name}'. Commands: {', '.join([*COMMANDS, *TOOLS])}.{hint}"
-        )
+        raise UsageError(f"unknown command '{name}'. Commands: {', '.join(names)}.{hint}")
     if name == "sweep":
         if rest[:1] == ["status"]:
             return _sweep_status(rest[1:])
@@ -191,6 +198,9 @@ def _main(argv: list[str]) -> int:
     rest = [*COMMANDS[name].preset, *rest]
     if nas_sweep:
         rest = ["-m", *rest]  # Hydra's flags come before the overrides
+    from mlx.config.locate import use_project
+
+    use_project()  # the project's configs join mlx's groups; its modules become importable
     if not _INFO_FLAGS.intersection(rest):
         _check(rest, name)
     # the command as the user typed it, for every run's provenance (Hydra sees a rewritten one);
@@ -205,19 +215,28 @@ def _main(argv: list[str]) -> int:
 def _one_shot(args: list[str]) -> bool:
     """Whether `mlx nas`'s strategy is a one-shot (supernet) one, decided by mlx.nas from the
     composed config: a one-shot `mlx nas` is a single run, any other a sweep of candidates."""
-    from mlx.config.locate import CONFIG_NAME, config_dir
+    from mlx.config.locate import CONFIG_NAME, config_tree
     from mlx.config.validate import compose_checked
     from mlx.nas.stage import one_shot
 
     # Hydra's own keys (the sweeper's, say) cannot change the strategy
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))]
-    return one_shot(compose_checked(config_dir(), CONFIG_NAME, ["model=nas", *overrides]))
+    return one_shot(compose_checked(config_tree(), CONFIG_NAME, ["model=nas", *overrides]))
 
 
 def _sweep_names() -> list[str]:
-    from mlx.config.locate import config_dir
+    from mlx.config.locate import config_tree
 
-    return sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
+    return config_tree().options("sweep")
+
+
+def _init(args: list[str]) -> int:
+    if len(args) != 1 or args[0].startswith("-"):
+        raise UsageError("usage: mlx init DIR (a new or empty folder for your project)")
+    from mlx.project import init_project
+
+    init_project(args[0])
+    return 0
 
 
 def _sweep_status(args: list[str]) -> int:

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mlx.config.locate import ConfigTree
 from mlx.config.signature import TargetNotFoundError, static_signature
 from mlx.config.values import check_value
 from mlx.errors import ConfigError, did_you_mean, paragraph
@@ -65,17 +66,6 @@ TOP_LEVEL: dict[str, str] = {
 # 1. composing the command line
 
 
-def _group_options(config_dir: Path, group: str) -> list[str]:
-    folder = config_dir / group
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def _groups(config_dir: Path) -> list[str]:
-    return sorted(p.name for p in config_dir.iterdir() if p.is_dir() and p.name != "hydra")
-
-
 def job_override_sets(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of the jobs to check: one for a run; for a multirun with Hydra's basic
     sweep syntax, every value of every swept key (with the other keys at their first value)."""
@@ -111,30 +101,33 @@ def job_override_sets(overrides: list[str], multirun: bool) -> list[list[str]]:
     return sets
 
 
-def compose_checked(config_dir: Path, config_name: str, overrides: list[str]) -> Any:
-    """Compose ``overrides`` like ``mlx run`` does, translating Hydra's errors."""
-    from hydra import compose, initialize_config_dir
+def compose_checked(tree: ConfigTree, config_name: str, overrides: list[str]) -> Any:
+    """Compose ``overrides`` over ``tree``'s search path (the one ``mlx run`` launches with),
+    translating Hydra's errors."""
+    from hydra import compose, version
+    from hydra._internal.hydra import Hydra
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
 
+    version.setbase("1.3")
     GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name="mlx"):
-            return compose(config_name, overrides=overrides, return_hydra_config=True)
+    try:  # what hydra.initialize_config_dir does, with the search path the launch uses
+        Hydra.create_main_hydra2(task_name="mlx", config_search_path=tree.search_path())
+        return compose(config_name, overrides=overrides, return_hydra_config=True)
     except MissingConfigException as e:
-        raise _missing_option(config_dir, e, overrides) from e
+        raise _missing_option(tree, e, overrides) from e
     except HydraException as e:
-        raise _bad_override(config_dir, config_name, e, overrides) from e
+        raise _bad_override(tree, config_name, e, overrides) from e
     finally:
         GlobalHydra.instance().clear()
 
 
-def _missing_option(config_dir: Path, e: Any, overrides: list[str]) -> ConfigError:
+def _missing_option(tree: ConfigTree, e: Any, overrides: list[str]) -> ConfigError:
     missing = (e.missing_cfg_file or "").strip("/")
     group, _, option = missing.rpartition("/")
     if not group:
         return ConfigError(str(e))
-    options = _group_options(config_dir, group)
+    options = tree.options(group)
     if not options:
         return ConfigError(
             f"The config group '{group}' has no options yet, so '{group}={option}' cannot be "
@@ -154,7 +147,7 @@ def _keys_at(cfg: Any, path: str) -> list[str]:
 
 
 def _bad_override(
-    config_dir: Path, config_name: str, e: Exception, overrides: list[str]
+    tree: ConfigTree, config_name: str, e: Exception, overrides: list[str]
 ) -> ConfigError:
     text = str(e)
     m = re.search(r"Could not override '([^']+)'", text) or re.search(
@@ -166,13 +159,13 @@ def _bad_override(
     key = m.group(1)
     rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
     try:
-        base = compose_checked(config_dir, config_name, rest)
+        base = compose_checked(tree, config_name, rest)
     except ConfigError:
         base = None
     parent, _, leaf = key.rpartition(".")
     known: list[str] = _keys_at(base, parent) if base is not None else []
     if not parent:
-        known += _groups(config_dir)
+        known += tree.groups()
     where = f"'{parent}'" if parent else "the config"
     if known:
         hint = did_you_mean(leaf, known) or f" Keys in {where}: {', '.join(sorted(set(known)))}."
@@ -364,18 +357,21 @@ def _check_source(cfg: Any, errors: list[str]) -> None:
 
 
 def check_command_line(
-    config_dir: Path, config_name: str, overrides: list[str], multirun: bool, command: str = "run"
+    tree: ConfigTree, config_name: str, overrides: list[str], multirun: bool, command: str = "run"
 ) -> None:
-    """Compose and validate every job a command line would run, then every stage's own check;
-    raise an :class:`~mlx.errors.MlxError`."""
+    """Compose and validate every job a command line would run over ``tree`` (mlx's configs,
+    the project's, ``--config-dir`` folders), then every stage's own check; raise an
+    :class:`~mlx.errors.MlxError`."""
     from mlx.stages import check_stages
 
+    if problems := tree.problems():
+        raise ConfigError(paragraph(problems))
     seen: set[tuple[str, ...]] = set()
     for i, job in enumerate(job_override_sets(overrides, multirun)):
         if tuple(job) in seen:
             continue
         seen.add(tuple(job))
-        cfg = compose_checked(config_dir, config_name, job)
+        cfg = compose_checked(tree, config_name, job)
         validate(cfg)
         if i == 0 and multirun:
             from mlx.sweep.sweeper import check_sweep_config, is_mlx_sweeper

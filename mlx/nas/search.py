@@ -356,12 +356,12 @@ def one_shot_search(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], dict[st
             }
         ],
         "supernet_history": result.history,
-        "experiment": f"experiments/{name}.yaml",
     }
-    write_json(out / SEARCH_RECORD, record)
     path = export_experiment(
         name, full.space_cfg, arch, user_overrides(), _header(cfg, result.val_metric, cost)
     )
+    record["experiment"] = str(path)
+    write_json(out / SEARCH_RECORD, record)
     log.info(
         "stage search: done in %.1f s; architecture %s (%s params, %s MACs); retrain: mlx run experiment=%s",
         seconds,
@@ -439,29 +439,24 @@ def export_experiment(
     choices: dict[str, str] | None = None,
     export_dir: str | Path | None = None,
 ) -> Path:
-    """Write ``experiments/<name>.yaml``: model=nas with the space and architecture written out,
-    plus the run's other overrides (data, trainer...); full fidelity, as a fresh run trains."""
-    from mlx.config.locate import config_dir
-    from mlx.record import write_text
-    from mlx.sweep.results import _groups, experiment_yaml
+    """Write ``<name>.yaml`` in ``export_dir`` or the project's ``experiments/``: model=nas with
+    the space and architecture written out, plus the run's other overrides (data, trainer...);
+    full fidelity, as a fresh run trains."""
+    from mlx.config.experiment_file import write_experiment
     from mlx.sweep.space import override_value
 
-    folder = Path(export_dir) if export_dir else config_dir() / "experiment"
-    folder.mkdir(parents=True, exist_ok=True)
     nas = [
         "model=nas",
         f"model.net.space={override_value(space_cfg)}",
         *(f"{ARCH_KEY}.{k}={override_value(v)}" for k, v in arch.items()),
     ]
-    text = experiment_yaml(
+    return write_experiment(
+        name,
         [*[o for o in overrides if not _is_search_override(o)], *nas],
-        set(_groups(config_dir())),
-        header.replace("STEM", name),
+        header,
         {g: c for g, c in (choices or {}).items() if g not in SEARCH_KEYS},
+        export_dir,
     )
-    path = folder / f"{name}.yaml"
-    write_text(path, text)
-    return path
 
 
 def write_json(path: Path, data: Any) -> None:

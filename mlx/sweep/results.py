@@ -207,40 +207,12 @@ def _fmt(value: Any, digits: int = 4) -> str:
 # ---- the best configuration as an experiment --------------------------------------------------
 
 
-def experiment_yaml(
-    overrides: list[str], groups: set[str], header: str, choices: dict[str, str] | None = None
-) -> str:
-    """An experiment file (``# @package _global_``) that selects ``choices`` (group -> option)
-    and applies ``overrides``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    chosen = dict(choices or {})
-    body = OmegaConf.create({})
-    for o in parsed:
-        key = o.get_key_element().lstrip("+~")
-        if key == "trial" or key.startswith("hydra.") or key in ("sweep", "experiment"):
-            continue
-        value = o.value()
-        if key in groups:
-            chosen[key] = value
-        else:
-            OmegaConf.update(body, key, value, force_add=True)
-    text = f"# @package _global_\n{header}"
-    defaults = [{f"override /{group}": option} for group, option in chosen.items()]
-    if defaults:
-        text += OmegaConf.to_yaml(OmegaConf.create({"defaults": defaults}))
-    if len(body):
-        text += OmegaConf.to_yaml(body)
-    return text
-
-
 def export_best(
     study: Any, plan: Any, export_dir: str | None, choices: dict[str, str] | None = None
 ) -> list[Path]:
-    """Write each best trial as ``<sweep>_best.yaml`` (``_pareto_<n>`` with several objectives)."""
-    from mlx.config.locate import config_dir
+    """Write each best trial as ``<sweep>_best.yaml`` (``_pareto_<n>`` with several objectives),
+    in ``export_dir`` or the project's ``experiments/``."""
+    from mlx.config.experiment_file import write_experiment
     from mlx.sweep.space import override_value
 
     trials = best_trials(study, plan)
@@ -248,9 +220,6 @@ def export_best(
         return []
     if plan.nas is not None:
         return [export_best_architecture(trials[0], plan, export_dir, choices)]
-    folder = Path(export_dir) if export_dir else config_dir() / "experiment"
-    folder.mkdir(parents=True, exist_ok=True)
-    groups = set(_groups(config_dir()))
     written = []
     for t in trials:
         values = plan.space.from_optuna_params(t.params)
@@ -267,16 +236,14 @@ def export_best(
             f"# from {plan.sweep_dir}. Reproduce: mlx run experiment=STEM\n"
         )
         stem = f"{plan.name}_best" if len(trials) == 1 else f"{plan.name}_pareto_{t.number}"
-        path = folder / f"{stem}.yaml"
-        write_text(path, experiment_yaml(overrides, groups, header.replace("STEM", stem), choices))
-        written.append(path)
+        written.append(write_experiment(stem, overrides, header, choices, export_dir))
     return written
 
 
 def export_best_architecture(
     trial: Any, plan: Any, export_dir: str | None, choices: dict[str, str] | None
 ) -> Path:
-    """A NAS sweep's best candidate as ``experiments/nas_<name>.yaml``: the architecture at full
+    """A NAS sweep's best candidate as ``nas_<name>.yaml``: the architecture at full
     fidelity (the estimation's lower-fidelity settings are left out), ready to retrain."""
     from mlx.nas.search import arch_of, export_experiment
     from mlx.sweep.space import override_value
@@ -306,10 +273,6 @@ def export_best_architecture(
         choices,
         export_dir,
     )
-
-
-def _groups(root: Path) -> list[str]:
-    return [p.name for p in root.iterdir() if p.is_dir() and p.name != "hydra"]
 
 
 # ---- mlx sweep status -----------------------------------------------------------------------

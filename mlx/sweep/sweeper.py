@@ -451,9 +451,9 @@ def check_budget(n_trials: Any, n_jobs: Any, timeout: Any, max_failure_rate: Any
 
 
 def strategy_options() -> list[str]:
-    from mlx.config.locate import config_dir
+    from mlx.config.locate import config_tree
 
-    return sorted(p.stem for p in (config_dir() / "strategy").glob("*.yaml"))
+    return config_tree().options("strategy")
 
 
 def check_keys(cfg: DictConfig, space: SearchSpace) -> None:

@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mlx.config.locate import CONFIG_DIR
+from mlx.config.locate import MLX_ROOT, Layout
 from mlx.config.signature import static_signature
 from mlx.config.validate import validate
 from tests.conftest import compose_cfg
 
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+# mlx's own tree: conf/'s groups, and experiments/ and sweeps/ as the experiment and sweep groups
+MLX = Layout(MLX_ROOT)
+GROUPS = MLX.groups()
+OPTIONS = [(g, o) for g in GROUPS for o in MLX.options(g)]
 
 
 @pytest.fixture(scope="module")

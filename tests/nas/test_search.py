@@ -13,6 +13,8 @@ import yaml
 
 from tests.conftest import run_cli
 
+REPO = Path(__file__).resolve().parents[2]
+
 QUICK = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=4",
@@ -75,19 +77,16 @@ def test_multi_trial_search_records_candidates_and_exports_an_architecture_that_
     assert body["model"]["net"]["arch"] == top[0]["arch"]
     assert body["model"]["net"]["space"]["_target_"] == "mlx.nas.MacroCNN"
 
-    # the round trip: the exported experiment retrains the same architecture from scratch
-    experiments = Path(__file__).resolve().parents[2] / "experiments"
-    copy = experiments / "nas_test_roundtrip.yaml"
-    copy.write_text(text)
-    try:
-        run = run_cli(
-            "run",
-            "experiment=nas_test_roundtrip",
-            *QUICK,
-            f"hydra.run.dir={tmp_path / 'retrain'}",
-        )
-    finally:
-        copy.unlink()
+    # the round trip: the exported experiment retrains the same architecture from scratch; run
+    # in tmp_path, whose experiments/ folder joins the experiment group (the current folder is
+    # the project when no mlx.yaml is found)
+    run = run_cli(
+        "run",
+        "experiment=nas_macro_cnn_regularized_evolution",
+        *QUICK,
+        f"hydra.run.dir={tmp_path / 'retrain'}",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.output[-3000:]
     metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())["metrics"]
     assert metrics["model/params"] == top[0]["params"]
@@ -168,6 +167,7 @@ def test_one_shot_search_trains_a_supernet_then_retrains_the_architecture(tmp_pa
         f"hydra.run.dir={run_dir}",
         f"paths.outputs={tmp_path}",
         timeout=900,
+        cwd=tmp_path,  # the project: the architecture is exported to its experiments/
     )
     assert r.returncode == 0, r.output[-3000:]
     search = json.loads((run_dir / "search.json").read_text())
@@ -183,13 +183,11 @@ def test_one_shot_search_trains_a_supernet_then_retrains_the_architecture(tmp_pa
     assert record["metrics"]["model/params"] == candidate["params"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["net"]["arch"] == candidate["arch"]
-    experiments = Path(__file__).resolve().parents[2] / "experiments"
-    exported = experiments / "nas_cell_darts.yaml"
-    try:
-        body = yaml.safe_load(exported.read_text())
-        assert body["model"]["net"]["arch"] == candidate["arch"]
-    finally:
-        exported.unlink(missing_ok=True)
+    exported = tmp_path / "experiments" / "nas_cell_darts.yaml"
+    assert Path(search["experiment"]).resolve() == exported.resolve()
+    body = yaml.safe_load(exported.read_text())
+    assert body["model"]["net"]["arch"] == candidate["arch"]
+    assert not (REPO / "experiments" / "nas_cell_darts.yaml").exists()
 
 
 def test_a_search_that_fails_leaves_a_failed_record(make_cfg, tmp_path: Path) -> None:
