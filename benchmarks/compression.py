@@ -87,8 +87,8 @@ def paired_speedups(base: Path, compressed: Path, shape: list[int], rounds: int)
     in alternating blocks; the median over rounds of each round's ratio of p50s."""
     import torch
 
-    from mlx.compression import LatencyMeter
     from mlx.compression.pipeline import load_net
+    from mlx.measure import LatencyMeter
 
     nets = [load_net(base), load_net(compressed)]
     meter = LatencyMeter(threads=1, warmup=3, repeats=20, batch_sizes=[1, 64])

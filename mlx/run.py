@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import validate
 from mlx.errors import MlxError, report
+from mlx.numbers import fmt
 from mlx.record import Recorder, provenance
 from mlx.stages import RunState, Stage, build_stages, check_stages
 
@@ -69,9 +70,9 @@ def build_objects(cfg: DictConfig, state: RunState, stages: list[Stage]) -> None
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mlx.compression.measure import count_params
     from mlx.engine.logs import quiet_lightning
     from mlx.engine.stage import TESTING
+    from mlx.measure import count_params
 
     state.recorder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     quiet_lightning()
@@ -159,12 +160,12 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in recorder.metrics.items():
-        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
+        table.add_row(key, fmt(value))
     console = Console()
     console.print(table)
     objective = recorder.objective
     console.print(
-        f"objective {objective['metric']} ({objective['mode']}) = {objective['value']:.4f}"
+        f"objective {objective['metric']} ({objective['mode']}) = {fmt(objective['value'])}"
     )
     files = ", ".join(
         sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name[0] != ".")

@@ -20,12 +20,20 @@ from hydra.core.global_hydra import GlobalHydra
 from mlx.config.locate import CONFIG_DIR, CONFIG_NAME, register_resolvers
 
 MLX = str(Path(sys.executable).with_name("mlx"))
-# small and quick: no progress bar, CSV instead of W&B unless a test asks for W&B
-TINY = [
+# the tests' settings, defined once. QUIET: no progress bars or model summaries
+QUIET = [
     "callbacks.progress_bar=null",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "tracking=csv",
+]
+# quiet, and CSV instead of W&B unless a test asks for W&B
+TINY = [*QUIET, "tracking=csv"]
+# one short epoch
+SHORT = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
 ]
 
 

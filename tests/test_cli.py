@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MLX, run_cli
+from tests.conftest import MLX, QUIET, run_cli
 from tests.engine.test_tracking import read_wandb_log, summarise
 
-FAST = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "tracking=none"]
+FAST = [*QUIET, "tracking=none"]
 
 
 def test_top_level_help_is_instant_and_light() -> None:

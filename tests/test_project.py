@@ -15,19 +15,11 @@ import pytest
 import yaml
 
 from mlx.config.locate import MLX_ROOT, Layout
-from tests.conftest import run_cli
+from tests import conftest
+from tests.conftest import SHORT, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "tracking=csv",
-    "callbacks.progress_bar=null",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
+TINY = [*SHORT, *conftest.TINY]
 
 
 def repo_files() -> set[str]:

@@ -12,7 +12,6 @@ from mlx.compression.base import CompressionError, Stage, StageInput, Tools
 if TYPE_CHECKING:
     from mlx.compression.distill import Distill
     from mlx.compression.lottery import LotteryTicket
-    from mlx.compression.measure import LatencyMeter
     from mlx.compression.pca import PCA
     from mlx.compression.prune import Prune
     from mlx.compression.quantize import OnnxRuntimeNet, Quantize
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 _LAZY = {
     "Distill": "mlx.compression.distill",
     "LotteryTicket": "mlx.compression.lottery",
-    "LatencyMeter": "mlx.compression.measure",
     "PCA": "mlx.compression.pca",
     "Prune": "mlx.compression.prune",
     "Quantize": "mlx.compression.quantize",
@@ -34,7 +32,6 @@ __all__ = [
     "Tools",
     "Distill",
     "LotteryTicket",
-    "LatencyMeter",
     "PCA",
     "Prune",
     "Quantize",

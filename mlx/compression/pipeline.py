@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx.compression.base import CompressionError, Stage, StageInput, Tools
-from mlx.compression.measure import LatencyMeter, count_macs, count_params, serialized_bytes
+from mlx.measure import LatencyMeter, count_macs, count_params, serialized_bytes
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl

@@ -34,7 +34,7 @@ class Prune:
 
     Give exactly one target: ``ratio``, ``max_params`` or ``max_macs`` (set the others to
     null). Parameters are all of the network's parameters and MACs the multiply-accumulates of
-    convolutions and matrix products for one example, both as ``mlx.nas.cost.model_cost``
+    convolutions and matrix products for one example, both as ``mlx.measure.model_cost``
     counts them. The output layer (the last ``nn.Linear`` with ``num_outputs`` outputs) is
     never pruned.
 
@@ -97,12 +97,12 @@ class Prune:
             )
         key, budget = self._budget()
         if key is not None:
-            from mlx.nas.cost import model_cost
+            from mlx.measure import model_cost
 
             _check_budget(key, budget, model_cost(given.net, tuple(given.input_shape))[key])
 
     def apply(self, net: nn.Module, tools: Tools) -> nn.Module:
-        from mlx.nas.cost import model_cost
+        from mlx.measure import model_cost
 
         self._check_settings()
         shape = tuple(tools.input_shape)
@@ -173,7 +173,7 @@ class Prune:
     ) -> nn.Module:
         """torch-pruning's own schedule: step k removes ``ratio * k / steps`` of the channels
         the network started with, so rounding never compounds across steps."""
-        from mlx.nas.cost import model_cost
+        from mlx.measure import model_cost
 
         assert self.ratio is not None
         pruner = self._pruner(net, tools, self.ratio, self.steps)
@@ -202,7 +202,7 @@ class Prune:
     ) -> nn.Module:
         """Each step meets a geometric share of the way to the budget (the last step the budget
         itself) with the smallest ratio that a bisection finds on copies of the network."""
-        from mlx.nas.cost import model_cost
+        from mlx.measure import model_cost
 
         kept = 1.0  # share of channels left, nominally, for the record
         for step in range(1, self.steps + 1):
@@ -238,7 +238,7 @@ class Prune:
         """
         from torch import nn
 
-        from mlx.nas.cost import model_cost
+        from mlx.measure import model_cost
 
         shape = tuple(tools.input_shape)
 

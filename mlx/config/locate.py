@@ -177,14 +177,6 @@ class ConfigTree:
     def options(self, group: str) -> list[str]:
         return sorted({o for layout in self.layouts for o in layout.options(group)})
 
-    def find(self, group: str, option: str) -> Path | None:
-        """The file Hydra loads for ``group=option``, or None."""
-        for layout in self.layouts:
-            path = layout.path(f"{group}/{option}.yaml")
-            if path.is_file():
-                return path
-        return None
-
     def problems(self) -> list[str]:
         """What in the project or ``--config-dir`` folders Hydra would silently ignore: options
         hidden by an earlier folder's option of the same name, misplaced group folders, a

@@ -154,7 +154,7 @@ def gc_frozen() -> Iterator[None]:
 
 def network_size(model: Any, dm: Any) -> dict[str, int]:
     """``model/params`` (all parameters, trainable or not) and ``model/macs`` (one example)."""
-    from mlx.compression.measure import count_macs, count_params
+    from mlx.measure import count_macs, count_params
 
     macs = count_macs(model.net, tuple(dm.input_shape))  # None for an ONNX network
     size = {"model/params": count_params(model.net)}

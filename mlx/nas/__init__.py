@@ -12,7 +12,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for readers and the config's static signature check
-    from mlx.nas.cost import latency_ms, model_cost
     from mlx.nas.oneshot import check_one_shot, search_one_shot
     from mlx.nas.spaces import CellCNN, MacroCNN, MacroMLP, NasError, architecture, space_choices
 
@@ -24,8 +23,6 @@ _EXPORTS = {
     "NasError": "mlx.nas.spaces",
     "architecture": "mlx.nas.spaces",
     "space_choices": "mlx.nas.spaces",
-    "model_cost": "mlx.nas.cost",
-    "latency_ms": "mlx.nas.cost",
     "search_one_shot": "mlx.nas.oneshot",
     "check_one_shot": "mlx.nas.oneshot",
 }
@@ -44,8 +41,6 @@ __all__ = [
     "NasError",
     "architecture",
     "check_one_shot",
-    "latency_ms",
-    "model_cost",
     "search_one_shot",
     "space_choices",
 ]

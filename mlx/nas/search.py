@@ -7,7 +7,7 @@ parameters on ``model.net.arch``. One-shot strategies train a single supernet in
 search stage (:func:`one_shot_search`), then the run retrains the architecture it found.
 
 Config objects stop here: the functions below hand typed values to :mod:`mlx.nas.spaces`,
-:mod:`mlx.nas.cost` and :mod:`mlx.nas.oneshot`.
+:mod:`mlx.measure` and :mod:`mlx.nas.oneshot`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from mlx.numbers import fmt
 
 log = logging.getLogger("mlx")
 
@@ -94,12 +96,8 @@ class Budget:
         ]
         for key, limit, name in limits:
             if limit is not None and key in cost and cost[key] > limit:
-                return f"{key} {_num(cost[key])} > budget.{name} {_num(limit)}"
+                return f"{key} {fmt(cost[key])} > budget.{name} {fmt(limit)}"
         return None
-
-
-def _num(v: float) -> str:
-    return f"{v:,.2f}" if isinstance(v, float) and not v.is_integer() else f"{int(v):,}"
 
 
 @dataclass
@@ -117,7 +115,7 @@ class NasContext:
 
     def cost(self, arch: dict[str, Any], *, latency: bool | None = None) -> dict[str, float]:
         """Params and MACs (and latency when the budget limits it) of one candidate."""
-        from mlx.nas.cost import latency_ms, model_cost
+        from mlx.measure import latency_ms, model_cost
 
         net = self.space.freeze(arch)
         cost: dict[str, float] = dict(model_cost(net, self.input_shape))
@@ -166,14 +164,14 @@ class NasContext:
         raise NasError(
             f"no candidate of the search space meets the budget ({_budget_text(self.budget)}): "
             f"of {checked} candidates, the cheapest has "
-            + ", ".join(f"{k} {_num(v)}" for k, v in cheapest.items())
+            + ", ".join(f"{k} {fmt(v)}" for k, v in cheapest.items())
             + ". Raise the budget or search a smaller space (fewer channels, layers or cells)."
         )
 
 
 def _budget_text(b: Budget) -> str:
     parts = [
-        f"{name} {_num(v)}"
+        f"{name} {fmt(v)}"
         for name, v in (
             ("max_params", b.max_params),
             ("max_macs", b.max_macs),
@@ -361,6 +359,8 @@ def one_shot_search(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], dict[st
         name, full.space_cfg, arch, user_overrides(), _header(cfg, result.val_metric, cost)
     )
     record["experiment"] = str(path)
+    from mlx.record import write_json
+
     write_json(out / SEARCH_RECORD, record)
     log.info(
         "stage search: done in %.1f s; architecture %s (%s params, %s MACs); retrain: mlx run experiment=%s",
@@ -457,12 +457,6 @@ def export_experiment(
         {g: c for g, c in (choices or {}).items() if g not in SEARCH_KEYS},
         export_dir,
     )
-
-
-def write_json(path: Path, data: Any) -> None:
-    from mlx.record import write_text
-
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 __all__ = [

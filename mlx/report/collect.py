@@ -113,9 +113,6 @@ class Collection:
     sweeps: list[Sweep]
     root: Path | None
 
-    def by_status(self, *statuses: str) -> list[Run]:
-        return [r for r in self.runs if r.status in statuses]
-
 
 def _parse_cell(value: str) -> Any:
     if value == "":

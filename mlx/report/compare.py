@@ -15,6 +15,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from mlx.numbers import MISSING
 from mlx.report.collect import ReportError, Run, collect
 from mlx.report.tables import config_diff, metric_names
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-MISSING = "—"
 
 # words of a metric's name that say which way is better; a name with words of both kinds, or
 # of neither, is neutral (its difference is shown uncoloured)

@@ -15,13 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlx.numbers import MISSING, fmt
 from mlx.report.figures import Figure
 from mlx.report.tables import Table
 
 if TYPE_CHECKING:
     from mlx.report.build import Report
 
-MISSING = "—"
 # error texts can be long tracebacks' last lines; the page shows the start, the cell's title all
 _ERROR_CHARS = 160
 
@@ -78,21 +78,6 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
   });
 });
 """
-
-
-def fmt(value: Any) -> str:
-    """A cell's text: 4 significant digits for fractions, thousands separators for counts."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return MISSING
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) >= 1000:
-            return f"{int(value):,}"
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)
 
 
 def _inline(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx.errors import MlxError
+from mlx.numbers import fmt
 from mlx.record import write_json, write_text
 
 FORMAT = "mlx.sweep"
@@ -198,7 +199,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if digits != 1 else f"{value:.1f}"
+        return fmt(value) if digits != 1 else f"{value:.1f}"
     if isinstance(value, str) and value.count(".") >= 2 and " " not in value:
         return value.rpartition(".")[2]  # a dotted class path: its class name
     return str(value)

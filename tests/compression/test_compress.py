@@ -19,6 +19,7 @@ from mlx.compression.pipeline import check_stages
 from mlx.compression.quantize import OnnxRuntimeNet
 from mlx.engine.checkpoint import load
 from mlx.models import MLP
+from tests.conftest import QUIET
 
 MLP_TINY = ["model=mlp", "trainer.max_epochs=2", "latency.repeats=3", "latency.warmup=1"]
 
@@ -158,8 +159,8 @@ def test_compress_a_checkpoint_and_eval_the_result(cli, tmp_path):
     first = cli(
         "run",
         *MLP_TINY,
+        *QUIET,
         "tracking=none",
-        "callbacks.progress_bar=null",
         f"hydra.run.dir={tmp_path}/train",
     )
     assert first.returncode == 0, first.output

@@ -14,8 +14,8 @@ from torch import nn
 
 from mlx.compression.base import CompressionError, StageInput, Tools
 from mlx.compression.prune import Prune
+from mlx.measure import model_cost
 from mlx.models import CNN, MLP
-from mlx.nas.cost import model_cost
 from tests.compression.digits_tools import CLASSES, SHAPE, digits_tools
 
 pytestmark = pytest.mark.usefixtures("one_thread")

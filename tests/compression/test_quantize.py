@@ -16,8 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from mlx.compression.base import CompressionError, StageInput, Tools
-from mlx.compression.measure import serialized_bytes
 from mlx.compression.quantize import FakeQuantized, OnnxRuntimeNet, Quantize, fold_batch_norms
+from mlx.measure import serialized_bytes
 from mlx.models import CNN, MLP
 from tests.compression.digits_tools import CLASSES, SHAPE, digits_tools
 

@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import QUIET, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
-QUICK = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=4",
-    "tracking=none",
-    "callbacks.progress_bar=null",
-    "trainer.enable_model_summary=false",
-]
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "tracking=none", *QUIET]
 # a small macro space: quick candidates whose parameter counts differ widely
 SMALL_MACRO = [
     "search_space=macro_cnn",

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from mlx.nas.cost import latency_ms, model_cost
+from mlx.measure import latency_ms, model_cost
 
 # mlx.nas.spaces imports NNI quietly, so the tests import NNI's names after it, where they use them
 from mlx.nas.spaces import CellCNN, MacroCNN, MacroMLP, NasError, architecture, space_choices
@@ -297,5 +297,5 @@ def test_latency_and_cost_of_an_architecture() -> None:
 
 
 def test_cost_module_does_not_import_nni() -> None:
-    code = "import sys, mlx.nas.cost; assert 'nni' not in sys.modules; assert 'torch' not in sys.modules"
+    code = "import sys, mlx.measure; assert 'nni' not in sys.modules; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

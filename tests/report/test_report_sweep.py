@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import QUIET, run_cli
 from tests.engine.test_tracking import read_wandb_log, summarise
 
 from .browser import Browser, skip_reason
@@ -18,7 +18,7 @@ from .test_report import ARTIFACTS
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+QUICK = ["trainer.max_epochs=2", *QUIET]
 
 
 @pytest.fixture(scope="module")

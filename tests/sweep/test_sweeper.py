@@ -14,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MLX, run_cli
+from tests.conftest import MLX, QUIET, run_cli
 
-QUICK = [
-    "model=mlp",
-    "trainer.max_epochs=1",
-    "tracking=none",
-    "callbacks.progress_bar=null",
-    "trainer.enable_model_summary=false",
-]
+QUICK = ["model=mlp", "trainer.max_epochs=1", "tracking=none", *QUIET]
 
 
 def sweep_args(folder: Path, *args: str) -> list[str]:
