@@ -26,7 +26,14 @@ import sys
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 
-__all__ = ["Param", "StaticSignature", "TargetNotFoundError", "check_value", "static_signature"]
+__all__ = [
+    "Param",
+    "StaticSignature",
+    "TargetNotFoundError",
+    "check_value",
+    "literal_options",
+    "static_signature",
+]
 
 _KEYWORD_KINDS = ("positional_or_keyword", "keyword_only")
 
@@ -1329,3 +1336,28 @@ def check_value(annotation: str | None, value: object) -> str | None:
         return None if spec.accepts(value) else spec.describe()
     except Exception:  # a weird annotation or value must never break validation
         return None
+
+
+def literal_options(annotation: str | None) -> list[object]:
+    """The values that the ``Literal`` parts of an annotation allow, through ``Optional``,
+    unions and ``Annotated``; for "did you mean" hints. Empty when there are none.
+
+    Args:
+        annotation: Annotation source text, e.g. ``"Optional[Literal['min', 'max']]"``.
+    """
+    if not annotation:
+        return []
+
+    def walk(spec: _Spec) -> list[object]:
+        if isinstance(spec, _Literal):
+            return list(spec.values)
+        if isinstance(spec, _Union):
+            return [v for option in spec.options for v in walk(option)]
+        if isinstance(spec, _Constrained):
+            return walk(spec.base)
+        return []
+
+    try:
+        return walk(_spec_of(annotation))
+    except Exception:
+        return []

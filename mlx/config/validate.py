@@ -19,7 +19,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlx.config.signature import TargetNotFoundError, check_value, static_signature
+from mlx.config.signature import (
+    TargetNotFoundError,
+    check_value,
+    literal_options,
+    static_signature,
+)
 
 # Ranges that mlx enforces on library parameters whose own annotations are too loose for a run
 # to make sense (Lightning reads max_epochs=-1 as "train forever", for instance). The values are
@@ -39,6 +44,60 @@ LIBRARY_LIMITS: dict[str, dict[str, str]] = {
         "limit_train_batches": "Optional[Union[Annotated[int, Ge(0)], Annotated[float, Interval(ge=0, le=1)]]]",
         "limit_val_batches": "Optional[Union[Annotated[int, Ge(0)], Annotated[float, Interval(ge=0, le=1)]]]",
         "limit_test_batches": "Optional[Union[Annotated[int, Ge(0)], Annotated[float, Interval(ge=0, le=1)]]]",
+        "max_steps": "Annotated[int, Ge(-1)]",
+        "min_steps": "Optional[Annotated[int, Ge(0)]]",
+        "reload_dataloaders_every_n_epochs": "Annotated[int, Ge(0)]",
+        "gradient_clip_algorithm": "Optional[Literal['norm', 'value']]",
+        # Lightning annotates these with type aliases or plain `str`, and rejects other values
+        # only once the Trainer is built (lightning_fabric.connector, Trainer's setup)
+        "precision": "Optional[Literal['32-true', '16-mixed', 'bf16-mixed', '16-true', "
+        "'bf16-true', '64-true', 'transformer-engine', 'transformer-engine-float16', "
+        "'32', '16', 'bf16', '64', 32, 16, 64]]",
+        "accelerator": "Literal['auto', 'cpu', 'gpu', 'cuda', 'mps', 'tpu']",
+        # StrategyRegistry.available_strategies() of Lightning 2.6, and 'auto'
+        "strategy": "Literal['auto', 'ddp', 'ddp_spawn', 'ddp_fork', 'ddp_notebook', "
+        "'ddp_find_unused_parameters_true', 'ddp_find_unused_parameters_false', "
+        "'ddp_spawn_find_unused_parameters_true', 'ddp_spawn_find_unused_parameters_false', "
+        "'ddp_fork_find_unused_parameters_true', 'ddp_fork_find_unused_parameters_false', "
+        "'ddp_notebook_find_unused_parameters_true', "
+        "'ddp_notebook_find_unused_parameters_false', 'fsdp', 'fsdp_cpu_offload', 'deepspeed', "
+        "'deepspeed_stage_1', 'deepspeed_stage_2', 'deepspeed_stage_2_offload', "
+        "'deepspeed_stage_3', 'deepspeed_stage_3_offload', 'deepspeed_stage_3_offload_nvme', "
+        "'single_device', 'single_tpu', 'single_xla', 'xla', 'xla_debug']",
+        # a count (-1: every device), device indices, or 'auto'; a string such as "0,1" is
+        # also Lightning's, but the list [0, 1] says the same
+        "devices": "Union[Literal['auto', '-1', -1], Annotated[int, Ge(1)], "
+        "Annotated[list[Annotated[int, Ge(0)]], MinLen(1)]]",
+        "deterministic": "Optional[Union[bool, Literal['warn']]]",
+        "profiler": "Optional[Literal['simple', 'advanced', 'pytorch', 'xla']]",
+        "default_root_dir": "Optional[str]",
+    },
+    "pytorch_lightning.loggers.WandbLogger": {
+        # W&B's Settings.mode; anything else fails inside wandb.init
+        "mode": "Literal['offline', 'online', 'disabled', 'shared', 'dryrun', 'run']",
+        "tags": "Optional[list[str]]",
+    },
+    # torch.optim checks these when the optimizer is built, after the data and model are set up
+    "torch.optim.SGD": {
+        "momentum": "Annotated[float, Ge(0)]",
+        "dampening": "Annotated[float, Ge(0)]",
+        "weight_decay": "Annotated[float, Ge(0)]",
+    },
+    "torch.optim.Adam": {
+        "betas": "tuple[Annotated[float, Interval(ge=0, lt=1)], Annotated[float, Interval(ge=0, lt=1)]]",
+        "eps": "Annotated[float, Ge(0)]",
+        "weight_decay": "Annotated[float, Ge(0)]",
+    },
+    "torch.optim.AdamW": {
+        "betas": "tuple[Annotated[float, Interval(ge=0, lt=1)], Annotated[float, Interval(ge=0, lt=1)]]",
+        "eps": "Annotated[float, Ge(0)]",
+        "weight_decay": "Annotated[float, Ge(0)]",
+    },
+    "torch.optim.RMSprop": {
+        "alpha": "Annotated[float, Ge(0)]",
+        "eps": "Annotated[float, Ge(0)]",
+        "momentum": "Annotated[float, Ge(0)]",
+        "weight_decay": "Annotated[float, Ge(0)]",
     },
     "pytorch_lightning.callbacks.EarlyStopping": {
         "patience": "Annotated[int, Ge(0)]",
@@ -82,6 +141,16 @@ def _close(word: str, options: Iterable[str]) -> str:
 
 
 def _group_options(config_dir: Path, group: str) -> list[str]:
+    """The options of a config group as Hydra sees them: conf/ and every search-path plugin
+    (Hydra's own ``hydra/*`` groups get their options from installed plugins, such as the
+    joblib and submitit launchers). Call it while Hydra is initialised; outside, only conf/."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        try:
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+        except Exception:  # a broken plugin must not hide the user's own mistake
+            pass
     folder = config_dir / group
     if not folder.is_dir():
         return []
@@ -136,9 +205,11 @@ def compose_checked(config_dir: Path, config_name: str, overrides: list[str]) ->
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name="mlx"):
-            return compose(config_name, overrides=overrides, return_hydra_config=True)
-    except MissingConfigException as e:
-        raise _missing_option(config_dir, e, overrides) from e
+            try:
+                return compose(config_name, overrides=overrides, return_hydra_config=True)
+            except MissingConfigException as e:
+                # inside the context: Hydra's config loader lists the options that exist
+                raise _missing_option(config_dir, e, overrides) from e
     except HydraException as e:
         raise _bad_override(config_dir, config_name, e, overrides) from e
     finally:
@@ -152,13 +223,17 @@ def _missing_option(config_dir: Path, e: Any, overrides: list[str]) -> ConfigErr
         return ConfigError(str(e))
     options = _group_options(config_dir, group)
     if not options:
-        return ConfigError(
-            f"The config group '{group}' has no options yet, so '{group}={option}' cannot be "
-            f"composed. Leave '{group}' empty to skip its stage."
-        )
+        return _empty_group(group, option)
     return ConfigError(
         f"Unknown option '{option}' for config group '{group}'. Available options: "
         f"{', '.join(options)}.{_close(option, options)}"
+    )
+
+
+def _empty_group(group: str, option: str) -> ConfigError:
+    return ConfigError(
+        f"The config group '{group}' has no options yet, so '{group}={option}' cannot be "
+        f"composed. Leave '{group}' empty to skip its stage."
     )
 
 
@@ -166,7 +241,10 @@ def _keys_at(cfg: Any, path: str) -> list[str]:
     from omegaconf import DictConfig, OmegaConf
 
     node = OmegaConf.select(cfg, path) if path else cfg
-    return [str(k) for k in node] if isinstance(node, DictConfig) else []
+    # _target_, _partial_ and friends are Hydra's, not keys a user sets
+    return (
+        [str(k) for k in node if not str(k).startswith("_")] if isinstance(node, DictConfig) else []
+    )
 
 
 def _bad_override(
@@ -186,6 +264,12 @@ def _bad_override(
     except ConfigError:
         base = None
     parent, _, leaf = key.rpartition(".")
+    choices = _keys_at(base, "hydra.runtime.choices") if base is not None else []
+    if key in choices and not _group_options(config_dir, key):
+        # a group of the defaults list (analysis, deployment) with no option files: Hydra
+        # takes it for a key
+        given = (o.partition("=")[2] for o in overrides if o.lstrip("+~").startswith(f"{key}="))
+        return _empty_group(key, next(given, "..."))
     known: list[str] = _keys_at(base, parent) if base is not None else []
     if not parent:
         known += _groups(config_dir)
@@ -273,10 +357,17 @@ def _check_target(node: Any, path: str, errors: list[str]) -> None:
         for annotation in annotations:
             expected = check_value(annotation, value)
             if expected is not None:
-                errors.append(
-                    f"Bad value for '{_join(path, key)}': expected {expected}, got {value!r}."
-                )
+                errors.append(_bad_value(_join(path, key), annotation, expected, value))
                 break
+
+
+def _bad_value(key: str, annotation: str, expected: str, value: Any) -> str:
+    """The message for a value that does not fit its annotation, with a close match among the
+    annotation's literal values (an activation, a precision, a strategy name...)."""
+    hint = ""
+    if isinstance(value, str):
+        hint = _close(value, [o for o in literal_options(annotation) if isinstance(o, str)])
+    return f"Bad value for '{key}': expected {expected}, got {value!r}.{hint}"
 
 
 def _hint(e: TargetNotFoundError) -> str:
@@ -336,7 +427,7 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         if key in body:
             ok, value = _value(body, key)
             if ok and (expected := check_value(annotation, value)) is not None:
-                errors.append(f"Bad value for '{key}': expected {expected}, got {value!r}.")
+                errors.append(_bad_value(key, annotation, expected, value))
     ok, ckpt = _value(body, "ckpt_path")
     if ok and isinstance(ckpt, str) and not Path(ckpt).is_file():
         errors.append(f"ckpt_path '{ckpt}' is not a file ({Path(ckpt).resolve()}).")
@@ -361,6 +452,8 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
     _check_combinations(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
+    if not errors:
+        _check_accelerator(body, errors)
     if errors:
         raise ConfigError(_paragraph(errors))
 
@@ -373,7 +466,7 @@ def _check_budget(cfg: Any, errors: list[str]) -> None:
         if key not in BUDGET:
             errors.append(f"Unknown key 'budget.{key}'.{_close(key, BUDGET)}")
         elif (expected := check_value(BUDGET[key], value)) is not None:
-            errors.append(f"Bad value for 'budget.{key}': expected {expected}, got {value!r}.")
+            errors.append(_bad_value(f"budget.{key}", BUDGET[key], expected, value))
 
 
 def _check_combinations(cfg: Any, errors: list[str]) -> None:
@@ -381,6 +474,7 @@ def _check_combinations(cfg: Any, errors: list[str]) -> None:
     from omegaconf import OmegaConf
 
     _check_nas(cfg, errors)
+    _check_optimizer(cfg, errors)
     spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
     logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
     if spawned and logger.endswith("CSVLogger"):
@@ -388,6 +482,72 @@ def _check_combinations(cfg: Any, errors: list[str]) -> None:
             "tracking=csv cannot be used with spawned DDP processes (parallelism=ddp): Lightning's "
             "CSV logger cannot add the test metrics to the file the training processes wrote. Use "
             "tracking=wandb or tracking=none; the run record's history.csv still holds every epoch."
+        )
+
+
+def _check_optimizer(cfg: Any, errors: list[str]) -> None:
+    """torch's SGD refuses Nesterov momentum without momentum, or with dampening, when it is
+    built: after the data and the model are set up."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.select(cfg, "model", default=None)
+    if not isinstance(node, DictConfig) or not isinstance(node.get("optimizer"), DictConfig):
+        return
+    ok, opt = _value(node, "optimizer")
+    if not ok or not isinstance(opt, dict) or not str(opt.get("_target_", "")).endswith(".SGD"):
+        return
+    momentum, dampening = opt.get("momentum", 0), opt.get("dampening", 0)
+    if opt.get("nesterov") is True and not (
+        isinstance(momentum, int | float) and momentum > 0 and dampening == 0
+    ):
+        errors.append(
+            "model.optimizer.nesterov=true needs momentum > 0 and dampening = 0, but momentum is "
+            f"{momentum!r} and dampening {dampening!r}; set model.optimizer.nesterov=false or "
+            "a momentum such as 0.9."
+        )
+
+
+def _check_accelerator(cfg: Any, errors: list[str]) -> None:
+    """A GPU (or other accelerator) asked for by name must exist: Lightning finds out only
+    when the Trainer is built, after the data and the model are set up. torch is imported only
+    when such an accelerator is named (the run imports it anyway)."""
+    from omegaconf import OmegaConf
+
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if accelerator not in ("gpu", "cuda", "mps", "tpu"):
+        return
+    ok, devices = _value(cfg.trainer, "devices")
+    if accelerator == "tpu":
+        import importlib.util
+
+        if importlib.util.find_spec("torch_xla") is None:
+            errors.append(
+                "trainer.accelerator=tpu needs the torch_xla package, which is not installed; "
+                "use trainer.accelerator=auto or cpu."
+            )
+        return
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = 1 if torch.backends.mps.is_available() else 0
+    count = {"cuda": cuda, "mps": mps, "gpu": cuda or mps}[accelerator]
+    if count == 0:
+        what = {"cuda": "a CUDA GPU", "mps": "an Apple GPU (MPS)", "gpu": "a GPU (CUDA or MPS)"}[
+            accelerator
+        ]
+        errors.append(
+            f"trainer.accelerator={accelerator} asks for {what}, but torch {torch.__version__} "
+            "finds none on this machine; use trainer.accelerator=auto (the GPU when there is one, "
+            "else the CPU) or cpu."
+        )
+        return
+    wanted = len(devices) if isinstance(devices, list) else devices
+    too_high = [i for i in devices if i >= count] if isinstance(devices, list) else []
+    if ok and isinstance(wanted, int) and (wanted > count or too_high):
+        errors.append(
+            f"trainer.devices={devices!r} asks for more than the {count} {accelerator} "
+            f"device(s) torch finds on this machine (numbered 0 to {count - 1}); use "
+            f"trainer.devices={count} or fewer, or -1 for all of them."
         )
 
 

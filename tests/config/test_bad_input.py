@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mlx.config.locate import CONFIG_NAME, config_dir, register_resolvers
+from mlx.config.validate import ConfigError, check_command_line
 from tests.conftest import run_cli
 
 # The issue's bar is 2 s on an idle machine; the assertion leaves room for a loaded CI box.
@@ -25,6 +27,21 @@ def check_error(args: list[str], *needles: str, cwd: Path | None = None) -> str:
     if cwd is not None:
         assert not (cwd / "should_not_exist").exists()
     return message
+
+
+def config_error(*overrides: str, multirun: bool = False) -> str:
+    """The message of the command line's check, in-process (the fast path `mlx` runs first)."""
+    register_resolvers()
+    with pytest.raises(ConfigError) as info:
+        check_command_line(config_dir(), CONFIG_NAME, list(overrides), multirun)
+    message = str(info.value)
+    assert "\n\n" not in message  # one paragraph
+    return message
+
+
+def check_ok(*overrides: str) -> None:
+    register_resolvers()
+    check_command_line(config_dir(), CONFIG_NAME, list(overrides), False)
 
 
 def test_unknown_group_option(tmp_path: Path) -> None:
@@ -123,3 +140,88 @@ def test_debug_flag_keeps_traceback(tmp_path: Path) -> None:
 
 def test_csv_logger_with_spawned_ddp(tmp_path: Path) -> None:
     check_error(["parallelism=ddp", "tracking=csv"], "tracking=csv", "tracking=wandb", cwd=tmp_path)
+
+
+# -- Hydra's own groups ------------------------------------------------------------------------
+
+
+def test_unknown_hydra_launcher_lists_the_plugins_options() -> None:
+    # hydra/* options come from installed plugins, not from conf/
+    message = config_error("hydra/launcher=joblibb")
+    assert "'hydra/launcher'" in message
+    assert "joblib" in message and "submitit_local" in message and "basic" in message
+    assert "Did you mean 'joblib'" in message
+    assert "no options yet" not in message
+
+
+def test_unknown_hydra_sweeper_offers_mlx() -> None:
+    assert "Did you mean 'mlx'" in config_error("hydra/sweeper=mlxx", multirun=True)
+
+
+def test_group_without_options_says_so() -> None:
+    message = config_error("analysis=foo")
+    assert "'analysis' has no options yet" in message
+
+
+# -- library parameters that their own annotations leave open ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("trainer.precision=fp8", ["trainer.precision", "'bf16-mixed'", "'fp8'"]),
+        ("trainer.precision=bf16_mixed", ["Did you mean 'bf16-mixed'"]),
+        ("trainer.accelerator=tpux", ["trainer.accelerator", "'cpu'", "Did you mean 'tpu'"]),
+        ("trainer.strategy=dpp", ["trainer.strategy", "Did you mean 'ddp'"]),
+        ("trainer.devices=0", ["trainer.devices", "an int >= 1"]),
+        ("trainer.devices=abc", ["trainer.devices", "'abc'"]),
+        ("trainer.deterministic=maybe", ["trainer.deterministic", "'warn'"]),
+        ("trainer.profiler=simpel", ["trainer.profiler", "Did you mean 'simple'"]),
+        ("tracking.mode=nope", ["tracking.mode", "'offline'", "'online'"]),
+        ("tracking.mode=ofline", ["Did you mean 'offline'"]),
+        ("tracking.tags=abc", ["tracking.tags", "a list of str"]),
+        ("model=resnet model.optimizer.momentum=-0.5", ["model.optimizer.momentum", ">= 0"]),
+        ("+model.optimizer.betas=[0.9,1.5]", ["model.optimizer.betas", "< 1"]),
+        ("model=resnet model.optimizer.momentum=0", ["nesterov", "momentum > 0"]),
+    ],
+)
+def test_library_values(override: str, needles: list[str]) -> None:
+    message = config_error(*override.split())
+    for needle in needles:
+        assert needle in message, message
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.precision=16",
+        "trainer.precision=bf16-mixed",
+        "trainer.devices=-1",
+        "trainer.devices=[0]",
+        "trainer.deterministic=warn",
+        "trainer.strategy=ddp_spawn",
+        "tracking.mode=disabled",
+        "tracking.tags=[a,b]",
+        "+model.optimizer.betas=[0.9,0.99]",
+        "model=resnet",
+    ],
+)
+def test_library_values_that_are_fine(override: str) -> None:
+    check_ok(*override.split())
+
+
+def test_missing_accelerator() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    message = config_error("trainer.accelerator=cuda")
+    assert "trainer.accelerator=cuda" in message and "trainer.accelerator=auto" in message
+
+
+def test_precision_from_the_command_line(tmp_path: Path) -> None:
+    check_error(["trainer.precision=fp8"], "trainer.precision", "'bf16-mixed'", cwd=tmp_path)
+
+
+def test_unknown_launcher_from_the_command_line(tmp_path: Path) -> None:
+    check_error(["-m", "hydra/launcher=nope"], "hydra/launcher", "joblib", cwd=tmp_path)
