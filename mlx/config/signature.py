@@ -1110,7 +1110,8 @@ class _Constrained(_Spec):
 
     def _limits(self) -> str:
         parts = [f"{_OPS[op]} {_number(b)}" for op, b in self.bounds]
-        parts += [f"of length {_OPS[op]} {n}" for op, n in self.lengths]
+        # MinLen(0) documents that an empty list is fine; it is no limit
+        parts += [f"of length {_OPS[op]} {n}" for op, n in self.lengths if (op, n) != ("ge", 0)]
         return " and ".join(parts)
 
     def describe(self) -> str:

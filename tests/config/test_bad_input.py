@@ -225,3 +225,39 @@ def test_precision_from_the_command_line(tmp_path: Path) -> None:
 
 def test_unknown_launcher_from_the_command_line(tmp_path: Path) -> None:
     check_error(["-m", "hydra/launcher=nope"], "hydra/launcher", "joblib", cwd=tmp_path)
+
+
+# -- networks that cannot be built for the data ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["model=mlp", "model.net.hidden=[0]"], "model.net.hidden"),
+        (["model=mlp", "model.net.hidden=[64,-3]"], "model.net.hidden"),
+        (["model=mlp", "model.net.hidden=0"], "model.net.hidden"),
+        (["model=cnn", "model.net.channels=[0,8]"], "model.net.channels"),
+        (["model=cnn", "model.net.channels=[-1]"], "model.net.channels"),
+        (["model=resnet", "model.net.widths=[16,0]"], "model.net.widths"),
+        (["compression=distill", "compression.distill.student.hidden=[0]"], "student.hidden"),
+        (["latency.batch_sizes=[0]"], "latency.batch_sizes"),
+        (["latency.batch_sizes=[]"], "latency.batch_sizes"),
+    ],
+)
+def test_zero_width_layers(overrides: list[str], key: str) -> None:
+    message = config_error(*overrides)
+    assert key in message and ">= 1" in message, message
+
+
+def test_cnn_without_hidden_layer_is_fine() -> None:
+    check_ok("model=cnn", "model.net.hidden=0")
+    check_ok("model=mlp", "model.net.hidden=[]")  # a linear model
+
+
+@pytest.mark.slow
+def test_too_many_stages_for_the_image(tmp_path: Path) -> None:
+    # known only once the network is built; still one paragraph and exit 2, before training
+    res = run_cli("run", "model.net.channels=[8,8,8,8]", "trainer.max_epochs=1", cwd=tmp_path)
+    assert res.returncode == 2, res.output
+    assert "Traceback" not in res.output
+    assert "mlx: error:" in res.stderr and "at most 3 entries" in res.stderr
