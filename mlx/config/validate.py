@@ -582,19 +582,85 @@ def _check_nas(cfg: Any, errors: list[str]) -> None:
 
 
 def _check_source(cfg: Any, errors: list[str]) -> None:
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    """Build the data's cheap parts: the source (which checks its files) and the loader
+    settings (the ``input`` group); then check the split against the number of examples and
+    the network against the shape of one example, where the source knows them unloaded."""
+    from omegaconf import DictConfig, OmegaConf
 
-    source = OmegaConf.select(cfg, "data.source", throw_on_missing=False)
-    if source is None or "_target_" not in source:
+    data = OmegaConf.select(cfg, "data", throw_on_missing=False)
+    if not isinstance(data, DictConfig):
         return
+    source = None
+    for key in ("source", "loader"):
+        node = data.get(key)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        # an interpolation such as ${input} is named by the group the user sets
+        raw = str(data._get_node(key)._value())
+        label = m.group(1) if (m := re.fullmatch(r"\$\{([\w.]+)\}", raw)) else f"data.{key}"
+        try:
+            built = _build(node)
+        except Exception as e:
+            errors.append(f"{label}: {e}")
+            continue
+        source = built if key == "source" else source
+    if source is None or errors:
+        return
+    if str(data.get("_target_")) in (
+        "mlx.data.ArrayDataModule",
+        "mlx.data.datamodule.ArrayDataModule",
+    ):
+        _check_split(data, getattr(source, "size", None), errors)
+    _check_example_shape(cfg, source, errors)
+
+
+def _build(node: Any) -> Any:
+    """``instantiate(node)``, raising the object's own error rather than Hydra's wrapper."""
+    from hydra.utils import instantiate
+
     try:
-        instantiate(source)
+        return instantiate(node)
     except Exception as e:
-        cause = e
+        cause: BaseException = e
         while cause.__cause__ is not None and type(cause).__name__ == "InstantiationException":
             cause = cause.__cause__
-        errors.append(f"data.source: {cause}")
+        raise cause from None
+
+
+def _check_split(data: Any, size: Any, errors: list[str]) -> None:
+    from mlx.data.sources import DataConfigError, check_split
+
+    fractions = [_value(data, key) for key in ("val_fraction", "test_fraction")]
+    if not all(ok and isinstance(v, int | float) for ok, v in fractions):
+        return  # the annotations have named the bad value already
+    try:
+        check_split(fractions[0][1], fractions[1][1], size if isinstance(size, int) else None)
+    except DataConfigError as e:
+        errors.append(f"data: {e}")
+
+
+def _check_example_shape(cfg: Any, source: Any, errors: list[str]) -> None:
+    """The network's ``input_shape`` annotation against the shape of the source's examples:
+    a convolutional network (``tuple[int, int, int]``) on a table fails here, not in setup."""
+    from omegaconf import DictConfig, OmegaConf
+
+    shape = getattr(source, "example_shape", None)
+    net = OmegaConf.select(cfg, "model.net", default=None)
+    if not isinstance(shape, tuple) or not isinstance(net, DictConfig):
+        return
+    target = net.get("_target_")
+    try:
+        sig = static_signature(target) if isinstance(target, str) else None
+    except TargetNotFoundError:
+        return
+    param = sig.get("input_shape") if sig is not None else None
+    if param is None or (expected := check_value(param.annotation, shape)) is None:
+        return
+    hint = "; for tabular data use model=mlp" if len(shape) == 1 else ""
+    errors.append(
+        f"model.net ({target}) takes examples whose input_shape is {expected}, but the data "
+        f"({source!r}) has examples of shape {shape}{hint}."
+    )
 
 
 def _paragraph(errors: list[str]) -> str:

@@ -28,7 +28,7 @@ class CNN(nn.Module):
 
     def __init__(
         self,
-        input_shape: tuple[int, ...],
+        input_shape: tuple[int, int, int],
         num_outputs: Annotated[int, Ge(1)],
         channels: Annotated[list[Annotated[int, Ge(1)]], MinLen(1)] = (32, 64),
         hidden: Annotated[int, Ge(0)] = 128,

@@ -48,7 +48,7 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        input_shape: tuple[int, ...],
+        input_shape: tuple[int, int, int],
         num_outputs: Annotated[int, Ge(1)],
         widths: Annotated[list[Annotated[int, Ge(1)]], MinLen(1)] = (16, 32, 64),
         blocks_per_stage: Annotated[int, Ge(1)] = 1,

@@ -227,6 +227,78 @@ def test_unknown_launcher_from_the_command_line(tmp_path: Path) -> None:
     check_error(["-m", "hydra/launcher=nope"], "hydra/launcher", "joblib", cwd=tmp_path)
 
 
+# -- data that cannot be split or learned from --------------------------------------------------
+
+
+def csv_args(path: Path, *more: str) -> list[str]:
+    return ["data=csv", f"data.source.path={path}", "data.source.target=y", "model=mlp", *more]
+
+
+def test_csv_with_one_row(tmp_path: Path) -> None:
+    (tmp_path / "one.csv").write_text("x1,x2,y\n1,2,0\n")
+    message = config_error(*csv_args(tmp_path / "one.csv"))
+    assert "'y'" in message and "1 data row" in message
+
+
+def test_csv_too_small_to_split(tmp_path: Path) -> None:
+    (tmp_path / "three.csv").write_text("x1,x2,y\n1,2,0\n2,3,1\n3,4,0\n")
+    message = config_error(*csv_args(tmp_path / "three.csv"))
+    assert "3 examples" in message and "val and test split empty" in message
+
+
+def test_csv_with_a_single_class(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i * 0.5},cat\n" for i in range(30))
+    (tmp_path / "cats.csv").write_text("x1,x2,y\n" + rows)
+    message = config_error(*csv_args(tmp_path / "cats.csv"))
+    assert "'cat'" in message and "at least two classes" in message
+
+
+def test_csv_with_a_constant_regression_target(tmp_path: Path) -> None:
+    rows = "".join(f"{i},1.5\n" for i in range(30))
+    (tmp_path / "flat.csv").write_text("x1,y\n" + rows)
+    message = config_error(*csv_args(tmp_path / "flat.csv", "data.source.task=regression"))
+    assert "'1.5'" in message and "nothing to learn" in message
+
+
+def test_parquet_with_a_single_class_fails_when_loaded(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from mlx.data import DataConfigError, Table
+
+    path = tmp_path / "cats.parquet"
+    pd.DataFrame({"x": range(30), "y": ["cat"] * 30}).to_parquet(path)
+    table = Table(str(path), "y")  # the schema is read up front, the values only when loaded
+    assert table.size == 30
+    with pytest.raises(DataConfigError, match="at least two classes"):
+        table()
+
+
+def test_csv_single_class_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "one.csv").write_text("x1,x2,y\n1,2,0\n")
+    check_error(
+        ["data=csv", "data.source.path=one.csv", "data.source.target=y", "model=mlp"],
+        "one.csv",
+        "nothing to learn",
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (["data.val_fraction=0.5", "data.test_fraction=0.5"], ["below 0.9"]),
+        (["data.val_fraction=0.0001"], ["1797 examples", "val split empty"]),
+        (["data=breast_cancer", "model=mlp", "data.test_fraction=0.0005"], ["569 examples"]),
+        (["input.persistent_workers=true"], ["input:", "num_workers >= 1"]),
+        (["input.prefetch_factor=2"], ["input:", "num_workers >= 1"]),
+    ],
+)
+def test_split_and_loader_settings(overrides: list[str], needles: list[str]) -> None:
+    message = config_error(*overrides)
+    for needle in needles:
+        assert needle in message, message
+
+
 # -- networks that cannot be built for the data ---------------------------------------------------
 
 
@@ -252,6 +324,16 @@ def test_zero_width_layers(overrides: list[str], key: str) -> None:
 def test_cnn_without_hidden_layer_is_fine() -> None:
     check_ok("model=cnn", "model.net.hidden=0")
     check_ok("model=mlp", "model.net.hidden=[]")  # a linear model
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet"])
+def test_image_network_on_a_table(model: str) -> None:
+    message = config_error("data=breast_cancer", f"model={model}")
+    assert "(30,)" in message and "model=mlp" in message, message
+
+
+def test_image_network_on_a_table_from_the_command_line(tmp_path: Path) -> None:
+    check_error(["data=breast_cancer"], "model.net", "(30,)", "model=mlp", cwd=tmp_path)
 
 
 @pytest.mark.slow
