@@ -387,11 +387,19 @@ def scalar_metrics(trainer: Any) -> dict[str, float]:
 
 
 def check_objective(cfg: DictConfig, model: Any) -> None:
+    """The objective and every callback's ``monitor`` must name a metric the model logs for
+    the data's task (Lightning finds a wrong one only after the first epoch)."""
     names = {f"{split}/{m}" for split in ("train", "val", "test") for m in model.metric_names()}
-    if cfg.objective.metric not in names:
-        raise ConfigError(
-            f"objective.metric '{cfg.objective.metric}' is not logged for a {model.task} task; choose one of {', '.join(sorted(names))}."
-        )
+    watched = {"objective.metric": cfg.objective.metric}
+    for key, callback in (cfg.get("callbacks") or {}).items():
+        monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
+        if isinstance(monitor, str):
+            watched[f"callbacks.{key}.monitor"] = monitor
+    for key, metric in watched.items():
+        if metric not in names:
+            raise ConfigError(
+                f"{key} '{metric}' is not logged for a {model.task} task; choose one of {', '.join(sorted(names))}."
+            )
 
 
 def check_resume(cfg: DictConfig) -> None:

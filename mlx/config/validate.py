@@ -431,6 +431,12 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
     ok, ckpt = _value(body, "ckpt_path")
     if ok and isinstance(ckpt, str) and not Path(ckpt).is_file():
         errors.append(f"ckpt_path '{ckpt}' is not a file ({Path(ckpt).resolve()}).")
+    elif ok and isinstance(ckpt, str) and not _is_checkpoint(Path(ckpt)):
+        errors.append(
+            f"ckpt_path '{ckpt}' is not a PyTorch checkpoint (torch.save writes a zip archive; "
+            "this file is not one, or it was cut short); a run's checkpoints are "
+            "checkpoints/best.ckpt and checkpoints/last.ckpt in its folder."
+        )
     ok, objective = _value(body, "objective")
     if ok and isinstance(objective, dict):
         if objective.get("mode") not in ("min", "max"):
@@ -456,6 +462,19 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         _check_accelerator(body, errors)
     if errors:
         raise ConfigError(_paragraph(errors))
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether torch.load can read the file: a zip archive (torch.save's format since 1.6, so
+    every Lightning checkpoint) or a pickle (the legacy format). Reads the magic bytes only."""
+    import zipfile
+
+    try:
+        with path.open("rb") as f:
+            legacy = f.read(1) == b"\x80"  # a pickle's PROTO opcode
+        return legacy or zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def _check_budget(cfg: Any, errors: list[str]) -> None:
@@ -644,6 +663,10 @@ def _check_example_shape(cfg: Any, source: Any, errors: list[str]) -> None:
     a convolutional network (``tuple[int, int, int]``) on a table fails here, not in setup."""
     from omegaconf import DictConfig, OmegaConf
 
+    if cfg.get("ckpt_path") is not None:
+        # mlx eval and mlx compress take the network from the checkpoint, not from model;
+        # a resumed run's network meets the data when it is built (still before training)
+        return
     shape = getattr(source, "example_shape", None)
     net = OmegaConf.select(cfg, "model.net", default=None)
     if not isinstance(shape, tuple) or not isinstance(net, DictConfig):

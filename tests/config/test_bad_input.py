@@ -343,3 +343,70 @@ def test_too_many_stages_for_the_image(tmp_path: Path) -> None:
     assert res.returncode == 2, res.output
     assert "Traceback" not in res.output
     assert "mlx: error:" in res.stderr and "at most 3 entries" in res.stderr
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"a: 1\n", b""])
+def test_checkpoint_that_is_not_one(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(content)
+    message = config_error(f"ckpt_path={path}")
+    assert "not a PyTorch checkpoint" in message
+
+
+@pytest.mark.parametrize("command", ["eval", "compress"])
+def test_checkpoint_that_is_not_one_from_the_command_line(tmp_path: Path, command: str) -> None:
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    res = run_cli(command, "ckpt_path=config.yaml", "compression=prune", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "not a PyTorch checkpoint" in res.stderr
+
+
+def test_eval_without_checkpoint(tmp_path: Path) -> None:
+    res = run_cli("eval", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "mlx: error: mlx eval needs a checkpoint" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch MLP run on digits, for the checks that need a real checkpoint."""
+    cwd = tmp_path_factory.mktemp("mlp_run")
+    res = run_cli(
+        "run",
+        "model=mlp",
+        "trainer.max_epochs=1",
+        "tracking=none",
+        "callbacks=minimal",
+        "hydra.run.dir=run",
+        cwd=cwd,
+    )
+    assert res.returncode == 0, res.output
+    return cwd / "run"
+
+
+@pytest.mark.slow
+def test_eval_on_data_of_another_shape(mlp_run: Path, tmp_path: Path) -> None:
+    ckpt = mlp_run / "checkpoints" / "best.ckpt"
+    res = run_cli("eval", f"ckpt_path={ckpt}", "data=breast_cancer", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "holds a network for other data" in res.stderr and "(30,)" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("callback", ["checkpoint", "early_stopping"])
+def test_callback_monitoring_a_metric_that_is_not_logged(tmp_path: Path, callback: str) -> None:
+    # Lightning notices only after the first epoch; mlx before training
+    res = run_cli(
+        "run",
+        f"callbacks.{callback}.monitor=val/accc",
+        "callbacks.progress_bar=null",
+        "trainer.max_epochs=1",
+        "tracking=none",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert f"callbacks.{callback}.monitor 'val/accc'" in res.stderr and "val/acc" in res.stderr
+    assert not list(tmp_path.rglob("history.csv"))  # nothing trained
