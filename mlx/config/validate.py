@@ -72,6 +72,10 @@ LIBRARY_LIMITS: dict[str, dict[str, str]] = {
         "profiler": "Optional[Literal['simple', 'advanced', 'pytorch', 'xla']]",
         "default_root_dir": "Optional[str]",
     },
+    "pytorch_lightning.strategies.DDPStrategy": {
+        # torch.distributed's built-in backends; a wrong one fails inside each spawned process
+        "process_group_backend": "Optional[Literal['gloo', 'nccl', 'mpi', 'ucc', 'xccl']]",
+    },
     "pytorch_lightning.loggers.WandbLogger": {
         # W&B's Settings.mode; anything else fails inside wandb.init
         "mode": "Literal['offline', 'online', 'disabled', 'shared', 'dryrun', 'run']",
@@ -114,7 +118,7 @@ LIBRARY_LIMITS: dict[str, dict[str, str]] = {
 # Top-level keys of config.yaml that no `_target_` reads; the entry points read them.
 TOP_LEVEL: dict[str, str] = {
     "task_name": "Annotated[str, MinLen(1)]",
-    "seed": "Annotated[int, Ge(0)]",
+    "seed": "Annotated[int, Interval(ge=0, le=4294967295)]",  # numpy's seed range
     "ckpt_path": "Optional[str]",
     "trial": "Optional[dict]",
     "budget": "Optional[dict]",
@@ -494,6 +498,7 @@ def _check_combinations(cfg: Any, errors: list[str]) -> None:
 
     _check_nas(cfg, errors)
     _check_optimizer(cfg, errors)
+    _check_monitors(cfg, errors)
     spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
     logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
     if spawned and logger.endswith("CSVLogger"):
@@ -501,6 +506,47 @@ def _check_combinations(cfg: Any, errors: list[str]) -> None:
             "tracking=csv cannot be used with spawned DDP processes (parallelism=ddp): Lightning's "
             "CSV logger cannot add the test metrics to the file the training processes wrote. Use "
             "tracking=wandb or tracking=none; the run record's history.csv still holds every epoch."
+        )
+
+
+def _check_monitors(cfg: Any, errors: list[str]) -> None:
+    """Checkpointing and early stopping compare their monitor when validation ends (unless set
+    to do it at the train epoch's end): an epoch's train/ metrics are logged after that, and
+    test/ metrics never during training, so Lightning would fail after the first epoch."""
+    from omegaconf import DictConfig, OmegaConf
+
+    callbacks = OmegaConf.select(cfg, "callbacks", default=None)
+    if not isinstance(callbacks, DictConfig):
+        return
+    watchers: dict[tuple[str, str], list[str]] = {}  # (where it is set, metric) -> callbacks
+    for key in callbacks:
+        node = callbacks._get_node(key)
+        if not isinstance(node, DictConfig) or node._is_none() or "monitor" not in node:
+            continue
+        ok, monitor = _value(node, "monitor")
+        if not ok or not isinstance(monitor, str):
+            continue
+        at_train_end = any(
+            node.get(flag) is True
+            for flag in ("save_on_train_epoch_end", "check_on_train_epoch_end")
+        )
+        split = monitor.partition("/")[0]
+        if split == "test" or (split == "train" and not at_train_end):
+            raw = str(node._get_node("monitor")._value())
+            m = re.fullmatch(r"\$\{([\w.]+)\}", raw)
+            where = m.group(1) if m else f"callbacks.{key}.monitor"
+            watchers.setdefault((where, monitor), []).append(f"callbacks.{key}")
+    for (where, metric), names in watchers.items():
+        split, _, name = metric.partition("/")
+        why = (
+            "and test/ metrics exist only after training"
+            if split == "test"
+            else "before the epoch's train/ metrics are logged"
+        )
+        verb = "compare" if len(names) > 1 else "compares"
+        errors.append(
+            f"{where} is '{metric}', but {' and '.join(names)} {verb} it when validation ends, "
+            f"{why}; use a val/ metric such as 'val/{name}'."
         )
 
 

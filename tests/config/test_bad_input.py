@@ -183,6 +183,11 @@ def test_group_without_options_says_so() -> None:
         ("model=resnet model.optimizer.momentum=-0.5", ["model.optimizer.momentum", ">= 0"]),
         ("+model.optimizer.betas=[0.9,1.5]", ["model.optimizer.betas", "< 1"]),
         ("model=resnet model.optimizer.momentum=0", ["nesterov", "momentum > 0"]),
+        (
+            "parallelism=ddp trainer.strategy.process_group_backend=glo",
+            ["process_group_backend", "Did you mean 'gloo'"],
+        ),
+        ("seed=99999999999", ["seed", "<= 4294967295"]),
     ],
 )
 def test_library_values(override: str, needles: list[str]) -> None:
@@ -410,3 +415,29 @@ def test_callback_monitoring_a_metric_that_is_not_logged(tmp_path: Path, callbac
     assert res.returncode == 2 and "Traceback" not in res.output, res.output
     assert f"callbacks.{callback}.monitor 'val/accc'" in res.stderr and "val/acc" in res.stderr
     assert not list(tmp_path.rglob("history.csv"))  # nothing trained
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (
+            ["objective.metric=train/acc"],
+            ["objective.metric is 'train/acc'", "callbacks.checkpoint and", "'val/acc'"],
+        ),
+        (["objective.metric=test/loss", "objective.mode=min"], ["only after training"]),
+        (["callbacks.early_stopping.monitor=train/loss"], ["callbacks.early_stopping compares"]),
+    ],
+)
+def test_monitor_that_is_not_there_when_validation_ends(
+    overrides: list[str], needles: list[str]
+) -> None:
+    message = config_error(*overrides)
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_train_metric_checked_at_the_train_epoch_end_is_fine() -> None:
+    check_ok(
+        "callbacks.early_stopping.monitor=train/loss",
+        "callbacks.early_stopping.check_on_train_epoch_end=true",
+    )
