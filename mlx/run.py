@@ -235,7 +235,16 @@ def build_trainer(cfg: DictConfig, *, training: bool) -> Any:
     logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
     trainer = instantiate(cfg.trainer)(callbacks=callbacks, logger=logger)
     if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        try:
+            # W&B starts its run here: a missing login or a refused setting surfaces now
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        except Exception as e:
+            if not type(e).__module__.startswith("wandb.errors"):
+                raise
+            raise ConfigError(
+                f"tracking: W&B cannot start the run: {e} (tracking.mode=offline, the default, "
+                "needs no account; tracking=csv or none log without W&B)."
+            ) from e
     log.info(
         "trainer: %s, %s logger, callbacks %s",
         trainer.strategy.__class__.__name__,

@@ -441,3 +441,24 @@ def test_train_metric_checked_at_the_train_epoch_end_is_fine() -> None:
         "callbacks.early_stopping.monitor=train/loss",
         "callbacks.early_stopping.check_on_train_epoch_end=true",
     )
+
+
+@pytest.mark.slow
+def test_online_tracking_without_a_login(tmp_path: Path) -> None:
+    import os
+
+    if os.environ.get("WANDB_MODE"):
+        pytest.skip("WANDB_MODE in the environment decides the mode")
+    # no key and an empty home: W&B refuses before anything reaches the network
+    env = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "wb")}
+    res = run_cli(
+        "run",
+        "tracking.mode=online",
+        "callbacks.progress_bar=null",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "mlx: error: tracking: W&B cannot start the run" in res.stderr
+    assert not list(tmp_path.rglob("history.csv"))  # nothing trained
