@@ -999,6 +999,24 @@ _NONE = _Scalar("None")
 
 
 @dataclass(frozen=True)
+class _Callable(_Spec):
+    """A callable: in a config, a ``_target_`` node (which is not checked as a value); only
+    null is certainly wrong."""
+
+    def accepts(self, value: object) -> bool:
+        return value is not None
+
+    def describe(self) -> str:
+        return "a callable (a node with a _target_)"
+
+    def noun(self) -> str:
+        return "callable"
+
+
+_CALLABLE = _Callable()
+
+
+@dataclass(frozen=True)
 class _Union(_Spec):
     options: tuple[_Spec, ...]
 
@@ -1259,6 +1277,8 @@ def _spec(node: ast.expr, depth: int = 0) -> _Spec:
         return _Map(_ANY, _ANY)
     if name in _PATHS:
         return _Scalar("path")
+    if name == "Callable":
+        return _CALLABLE
     return _ANY  # Any, object, type aliases, TypeVars, library classes
 
 
@@ -1301,6 +1321,8 @@ def _subscript_spec(node: ast.Subscript, depth: int) -> _Spec:
         return _Map(sub(0), sub(1)) if len(args) == 2 else _Map(_ANY, _ANY)
     if head in _PATHS:
         return _Scalar("path")
+    if head == "Callable":
+        return _CALLABLE
     if head in ("Final", "Required", "NotRequired", "ReadOnly"):
         return sub(0)
     return _ANY

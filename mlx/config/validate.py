@@ -551,15 +551,35 @@ def _check_monitors(cfg: Any, errors: list[str]) -> None:
 
 
 def _check_optimizer(cfg: Any, errors: list[str]) -> None:
-    """torch's SGD refuses Nesterov momentum without momentum, or with dampening, when it is
-    built: after the data and the model are set up."""
+    """What torch and mlx's training module find only when the optimizer is built, after the
+    data and the model are set up: ``LitModel`` passes ``lr`` and ``weight_decay`` to every
+    optimizer, and torch's SGD refuses Nesterov momentum without momentum or with dampening."""
     from omegaconf import DictConfig, OmegaConf
 
     node = OmegaConf.select(cfg, "model", default=None)
     if not isinstance(node, DictConfig) or not isinstance(node.get("optimizer"), DictConfig):
         return
     ok, opt = _value(node, "optimizer")
-    if not ok or not isinstance(opt, dict) or not str(opt.get("_target_", "")).endswith(".SGD"):
+    if not ok or not isinstance(opt, dict) or not isinstance(opt.get("_target_"), str):
+        return
+    target = opt["_target_"]
+    try:
+        sig = static_signature(target)
+    except TargetNotFoundError:
+        return  # the walk has named it
+    if (
+        str(node.get("_target_")) == "mlx.engine.LitModel"
+        and sig is not None
+        and not sig.var_kwargs
+    ):
+        missing = [key for key in ("lr", "weight_decay") if key not in sig.names]
+        if missing:
+            errors.append(
+                f"model.optimizer ({target}) takes no {' or '.join(missing)}, which the model "
+                "passes to every optimizer (model.lr, model.weight_decay); choose an optimizer "
+                "that takes both, such as torch.optim.AdamW, Adam, SGD or RMSprop."
+            )
+    if not target.endswith(".SGD"):
         return
     momentum, dampening = opt.get("momentum", 0), opt.get("dampening", 0)
     if opt.get("nesterov") is True and not (
@@ -676,6 +696,8 @@ def _check_source(cfg: Any, errors: list[str]) -> None:
         "mlx.data.datamodule.ArrayDataModule",
     ):
         _check_split(data, getattr(source, "size", None), errors)
+        if not errors:
+            _check_batch_norm(cfg, data, getattr(source, "size", None), errors)
     _check_example_shape(cfg, source, errors)
 
 
@@ -702,6 +724,50 @@ def _check_split(data: Any, size: Any, errors: list[str]) -> None:
         check_split(fractions[0][1], fractions[1][1], size if isinstance(size, int) else None)
     except DataConfigError as e:
         errors.append(f"data: {e}")
+
+
+def _check_batch_norm(cfg: Any, data: Any, size: Any, errors: list[str]) -> None:
+    """A network with batch norm on flat features (``model.net.batch_norm``) cannot train on a
+    batch of one example; torch fails on the epoch's last batch when the training split leaves
+    one over. Checked when every training batch is used, in one process."""
+    from omegaconf import OmegaConf
+
+    from mlx.data.sources import split_sizes
+
+    if OmegaConf.select(cfg, "model.net.batch_norm", default=None) is not True:
+        return
+    ok, batch = _value(data, "batch_size")
+    if not ok or not isinstance(batch, int):
+        return
+    trainer = {
+        key: OmegaConf.select(cfg, f"trainer.{key}", default=None)
+        for key in ("limit_train_batches", "overfit_batches", "devices", "fast_dev_run")
+    }
+    every_batch = (
+        # an int is a count of batches (1: one batch), a float a share
+        (
+            trainer["limit_train_batches"] is None
+            or trainer["limit_train_batches"] == 1.0
+            and isinstance(trainer["limit_train_batches"], float)
+        )
+        and trainer["overfit_batches"] in (None, 0, 0.0)
+        and trainer["fast_dev_run"] in (None, False)
+        and trainer["devices"] in (1, "auto")
+    )
+    train = None
+    if isinstance(size, int):
+        train = split_sizes(size, float(data.val_fraction), float(data.test_fraction))["train"]
+    if batch == 1:
+        why = "data.batch_size=1"
+    elif every_batch and train is not None and train % batch == 1:
+        why = f"the {train} training examples in batches of {batch} leave a last batch of 1"
+    else:
+        return
+    other = next(b for b in (batch + 1, batch - 1, batch + 2) if b > 1 and (train or 0) % b != 1)
+    errors.append(
+        f"model.net.batch_norm=true needs at least 2 examples in every training batch, but "
+        f"{why}; choose another data.batch_size (such as {other}) or model.net.batch_norm=false."
+    )
 
 
 def _check_example_shape(cfg: Any, source: Any, errors: list[str]) -> None:

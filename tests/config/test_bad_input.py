@@ -462,3 +462,38 @@ def test_online_tracking_without_a_login(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.output, res.output
     assert "mlx: error: tracking: W&B cannot start the run" in res.stderr
     assert not list(tmp_path.rglob("history.csv"))  # nothing trained
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (["model.net=null"], ["model.net", "a callable"]),
+        (["model.optimizer=null"], ["model.optimizer", "a callable"]),
+        (["model.optimizer._target_=torch.optim.LBFGS"], ["LBFGS", "weight_decay"]),
+        (
+            ["model=mlp", "model.net.batch_norm=true", "data.batch_size=1"],
+            ["batch_norm", "data.batch_size=1"],
+        ),
+        (  # digits: 1257 training examples, 314 batches of 4 and one of 1
+            ["model=mlp", "model.net.batch_norm=true", "data.batch_size=4"],
+            ["1257 training examples", "last batch of 1", "such as 5"],
+        ),
+    ],
+)
+def test_what_the_model_finds_when_it_is_built(overrides: list[str], needles: list[str]) -> None:
+    message = config_error(*overrides)
+    for needle in needles:
+        assert needle in message, message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.scheduler=null"],
+        ["model.optimizer._target_=torch.optim.Adagrad"],
+        ["model=mlp", "model.net.batch_norm=true"],
+        ["model=mlp", "model.net.batch_norm=true", "data.batch_size=4", "debug=limit"],
+    ],
+)
+def test_what_the_model_takes(overrides: list[str]) -> None:
+    check_ok(*overrides)
