@@ -361,17 +361,33 @@ def _check_target(node: Any, path: str, errors: list[str]) -> None:
         for annotation in annotations:
             expected = check_value(annotation, value)
             if expected is not None:
-                errors.append(_bad_value(_join(path, key), annotation, expected, value))
+                errors.append(
+                    _bad_value(_join(path, key), annotation, expected, value, _reference(child))
+                )
                 break
 
 
-def _bad_value(key: str, annotation: str, expected: str, value: Any) -> str:
+def _bad_value(
+    key: str, annotation: str, expected: str, value: Any, source: str | None = None
+) -> str:
     """The message for a value that does not fit its annotation, with a close match among the
-    annotation's literal values (an activation, a precision, a strategy name...)."""
+    annotation's literal values (an activation, a precision, a strategy name...), and the key
+    it was interpolated from, which is the one to change."""
     hint = ""
     if isinstance(value, str):
         hint = _close(value, [o for o in literal_options(annotation) if isinstance(o, str)])
-    return f"Bad value for '{key}': expected {expected}, got {value!r}.{hint}"
+    where = f" (set from '{source}')" if source else ""
+    return f"Bad value for '{key}'{where}: expected {expected}, got {value!r}.{hint}"
+
+
+def _reference(node: Any) -> str | None:
+    """The key that a node is a plain interpolation of (``${trainer.max_epochs}``), or None."""
+    try:
+        raw = node._value() if node is not None and node._is_interpolation() else None
+    except Exception:
+        return None
+    m = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return m.group(1) if m else None
 
 
 def _hint(e: TargetNotFoundError) -> str:
@@ -445,7 +461,12 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
     if ok and isinstance(objective, dict):
         if objective.get("mode") not in ("min", "max"):
             errors.append(
-                f"Bad value for 'objective.mode': expected one of 'min', 'max', got {objective.get('mode')!r}."
+                _bad_value(
+                    "objective.mode",
+                    "Literal['min', 'max']",
+                    "one of 'min', 'max'",
+                    objective.get("mode"),
+                )
             )
         metric = objective.get("metric")
         if not (isinstance(metric, str) and re.fullmatch(r"(train|val|test)/\w+", metric)):

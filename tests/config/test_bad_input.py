@@ -497,3 +497,13 @@ def test_what_the_model_finds_when_it_is_built(overrides: list[str], needles: li
 )
 def test_what_the_model_takes(overrides: list[str]) -> None:
     check_ok(*overrides)
+
+
+def test_bad_value_names_the_key_it_was_interpolated_from() -> None:
+    # model.scheduler.T_max is ${trainer.max_epochs}: the message says which key to change
+    message = config_error("trainer.max_epochs=null")
+    assert "'model.scheduler.T_max' (set from 'trainer.max_epochs')" in message
+
+
+def test_objective_mode_gets_a_close_match() -> None:
+    assert "Did you mean 'max'" in config_error("objective.mode=maximum")
