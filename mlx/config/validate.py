@@ -259,6 +259,11 @@ def _bad_override(
         r"Could not (?:append|delete) .*?'([^']+)'", text
     )
     if m is None:
+        merging = re.match(r"Error merging override (\S+?)=", text)
+        cause = str(e.__cause__ or "").strip().splitlines()
+        if merging and cause:
+            # a typed (structured) config refused the value: OmegaConf's first line says why
+            return ConfigError(f"Bad value for '{merging.group(1)}': {cause[0].rstrip('.')}.")
         first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         return ConfigError(f"Could not compose the config: {first}")
     key = m.group(1)

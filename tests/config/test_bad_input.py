@@ -507,3 +507,9 @@ def test_bad_value_names_the_key_it_was_interpolated_from() -> None:
 
 def test_objective_mode_gets_a_close_match() -> None:
     assert "Did you mean 'max'" in config_error("objective.mode=maximum")
+
+
+def test_typed_hydra_setting() -> None:
+    # Hydra's own settings are typed (structured configs); OmegaConf says why it refused
+    message = config_error("sweep=digits_tpe", "hydra.sweeper.n_trials=abc", multirun=True)
+    assert "Bad value for 'hydra.sweeper.n_trials'" in message and "'abc'" in message
