@@ -485,6 +485,7 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         if isinstance(child, DictConfig | ListConfig):
             _walk(child, str(key), errors)
     _check_budget(body, errors)
+    _check_outputs(body, errors)
     _check_combinations(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
@@ -492,6 +493,24 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         _check_accelerator(body, errors)
     if errors:
         raise ConfigError(_paragraph(errors))
+
+
+def _check_outputs(cfg: Any, errors: list[str]) -> None:
+    """Runs are written under ``paths.outputs``: a file on its way, or a folder that cannot be
+    written, fails when Hydra creates the run folder."""
+    import os
+
+    ok, outputs = _value(cfg.paths, "outputs") if "paths" in cfg else (False, None)
+    if not ok or not isinstance(outputs, str):
+        return
+    folder = Path(outputs).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        errors.append(
+            f"paths.outputs '{outputs}' cannot hold the run folders: {existing} is a file."
+        )
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        errors.append(f"paths.outputs '{outputs}' cannot be written: {existing} is read-only.")
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -65,6 +65,8 @@ def main(argv: list[str]) -> int:
             report = build(args.paths, name, out, argv)
     except ReportError as e:
         return _fail(str(e))
+    except OSError as e:  # an --out folder that cannot be written, a record that cannot be read
+        return _fail(f"{e.strerror or e}: {e.filename or out} (building the report in {out}).")
     runs = report.collection.runs
     console.print(
         f"[green]report[/green] {name}: {len(runs)} run(s), {len(report.collection.sweeps)} sweep(s), "

@@ -513,3 +513,17 @@ def test_typed_hydra_setting() -> None:
     # Hydra's own settings are typed (structured configs); OmegaConf says why it refused
     message = config_error("sweep=digits_tpe", "hydra.sweeper.n_trials=abc", multirun=True)
     assert "Bad value for 'hydra.sweeper.n_trials'" in message and "'abc'" in message
+
+
+def test_outputs_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "results.csv").write_text("a\n")
+    message = config_error(f"paths.outputs={tmp_path / 'results.csv' / 'runs'}")
+    assert "paths.outputs" in message and "results.csv is a file" in message
+
+
+@pytest.mark.slow
+def test_report_into_a_folder_that_cannot_be_made(mlp_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a\n")
+    res = run_cli("report", str(mlp_run), "--out", "notes.txt/report", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "mlx: error:" in res.stderr and "notes.txt" in res.stderr
