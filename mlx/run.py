@@ -329,6 +329,7 @@ def compress_stage(
     """Apply the compression stages to the trained (best) network; the table goes to the record."""
     from hydra.utils import instantiate
 
+    from mlx.compression.base import CompressionError
     from mlx.compression.pipeline import compress, make_tools, print_table
 
     tools = make_tools(
@@ -339,14 +340,19 @@ def compress_stage(
         early_state=early,
         rebuild=rebuilder(cfg, dm),
     )
-    rows = compress(
-        stages,
-        model.net,
-        tools,
-        instantiate(cfg.latency),
-        Path(cfg.paths.output_dir),
-        OmegaConf.to_container(cfg, resolve=True),
-    )
+    try:
+        rows = compress(
+            stages,
+            model.net,
+            tools,
+            instantiate(cfg.latency),
+            Path(cfg.paths.output_dir),
+            OmegaConf.to_container(cfg, resolve=True),
+        )
+    except CompressionError as e:
+        # what only the trained network tells (a budget no pruning ratio reaches): the
+        # trained model and its record stay, and the command ends as for any bad input
+        raise ConfigError(str(e)) from e
     recorder.extra["compression"] = rows
     final = rows[-1]
     for key, value in final.items():

@@ -527,3 +527,19 @@ def test_report_into_a_folder_that_cannot_be_made(mlp_run: Path, tmp_path: Path)
     res = run_cli("report", str(mlp_run), "--out", "notes.txt/report", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.output, res.output
     assert "mlx: error:" in res.stderr and "notes.txt" in res.stderr
+
+
+@pytest.mark.slow
+def test_prune_budget_no_ratio_reaches(mlp_run: Path, tmp_path: Path) -> None:
+    # known only when pruning is tried on the trained network; still mlx: error and exit 2
+    res = run_cli(
+        "compress",
+        f"ckpt_path={mlp_run / 'checkpoints' / 'best.ckpt'}",
+        "compression=prune",
+        "compression.prune.ratio=null",
+        "compression.prune.max_params=10",
+        "tracking=none",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "mlx: error: compression.prune.max_params" in res.stderr
