@@ -543,3 +543,16 @@ def test_prune_budget_no_ratio_reaches(mlp_run: Path, tmp_path: Path) -> None:
     )
     assert res.returncode == 2 and "Traceback" not in res.output, res.output
     assert "mlx: error: compression.prune.max_params" in res.stderr
+
+
+def test_more_gpus_than_the_machine_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    # a machine with one CUDA GPU, as torch sees it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_ok("trainer.accelerator=gpu", "trainer.devices=1")
+    check_ok("trainer.accelerator=cuda", "trainer.devices=-1")
+    for devices in ("4", "[0,1]", "[1]"):
+        message = config_error("trainer.accelerator=gpu", f"trainer.devices={devices}")
+        assert "trainer.devices" in message and "the 1 gpu device(s)" in message, message
