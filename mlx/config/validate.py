@@ -48,6 +48,8 @@ LIBRARY_LIMITS: dict[str, dict[str, str]] = {
         "min_steps": "Optional[Annotated[int, Ge(0)]]",
         "reload_dataloaders_every_n_epochs": "Annotated[int, Ge(0)]",
         "gradient_clip_algorithm": "Optional[Literal['norm', 'value']]",
+        # batches (an int), a share of the epoch (a float), or a time ('DD:HH:MM:SS', a dict)
+        "val_check_interval": "Optional[Union[Annotated[int, Ge(1)], Annotated[float, Interval(gt=0, le=1)], str, dict]]",
         # Lightning annotates these with type aliases or plain `str`, and rejects other values
         # only once the Trainer is built (lightning_fabric.connector, Trainer's setup)
         "precision": "Optional[Literal['32-true', '16-mixed', 'bf16-mixed', '16-true', "

@@ -188,6 +188,8 @@ def test_group_without_options_says_so() -> None:
             ["process_group_backend", "Did you mean 'gloo'"],
         ),
         ("seed=99999999999", ["seed", "<= 4294967295"]),
+        ("+trainer.val_check_interval=0", ["trainer.val_check_interval", "an int >= 1"]),
+        ("+trainer.val_check_interval=5.5", ["trainer.val_check_interval", "<= 1"]),
     ],
 )
 def test_library_values(override: str, needles: list[str]) -> None:
