@@ -15,7 +15,7 @@ import io
 import time
 from typing import TYPE_CHECKING, Annotated
 
-from annotated_types import Ge
+from annotated_types import Ge, MinLen
 
 if TYPE_CHECKING:
     import torch
@@ -120,7 +120,7 @@ class LatencyMeter:
         threads: Annotated[int, Ge(1)] = 1,
         warmup: Annotated[int, Ge(0)] = 5,
         repeats: Annotated[int, Ge(3)] = 30,
-        batch_sizes: list[int] = (1, 64),
+        batch_sizes: Annotated[list[Annotated[int, Ge(1)]], MinLen(1)] = (1, 64),
     ) -> None:
         self.threads = threads
         self.warmup = warmup

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import validate
-from mlx.errors import MlxError, report
+from mlx.errors import ConfigError, MlxError, report
 from mlx.numbers import fmt
 from mlx.record import Recorder, provenance
 from mlx.stages import RunState, Stage, build_stages, check_stages
@@ -103,7 +103,16 @@ def build_trainer(cfg: DictConfig, extra: list[Any], *, training: bool) -> Any:
     logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
     trainer = instantiate(cfg.trainer)(callbacks=callbacks, logger=logger)
     if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        try:
+            # W&B starts its run here: a missing login or a refused setting surfaces now
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        except Exception as e:
+            if not type(e).__module__.startswith("wandb.errors"):
+                raise
+            raise ConfigError(
+                f"tracking: W&B cannot start the run: {e} (tracking.mode=offline, the default, "
+                "needs no account; tracking=csv or none log without W&B)."
+            ) from e
     log.info(
         "trainer: %s, %s logger, callbacks %s",
         trainer.strategy.__class__.__name__,

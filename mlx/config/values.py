@@ -17,8 +17,9 @@ import functools
 import os
 from collections.abc import Sized
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["check_value"]
+__all__ = ["check_value", "literal_options", "plain_value"]
 
 
 class _Spec:
@@ -68,6 +69,24 @@ class _Scalar(_Spec):
 
 
 _NONE = _Scalar("None")
+
+
+@dataclass(frozen=True)
+class _Callable(_Spec):
+    """A callable: in a config, a ``_target_`` node (which is not checked as a value); only
+    null is certainly wrong."""
+
+    def accepts(self, value: object) -> bool:
+        return value is not None
+
+    def describe(self) -> str:
+        return "a callable (a node with a _target_)"
+
+    def noun(self) -> str:
+        return "callable"
+
+
+_CALLABLE = _Callable()
 
 
 @dataclass(frozen=True)
@@ -182,7 +201,8 @@ class _Constrained(_Spec):
 
     def _limits(self) -> str:
         parts = [f"{_OPS[op]} {_number(b)}" for op, b in self.bounds]
-        parts += [f"of length {_OPS[op]} {n}" for op, n in self.lengths]
+        # MinLen(0) documents that an empty list is fine; it is no limit
+        parts += [f"of length {_OPS[op]} {n}" for op, n in self.lengths if (op, n) != ("ge", 0)]
         return " and ".join(parts)
 
     def describe(self) -> str:
@@ -330,6 +350,8 @@ def _spec(node: ast.expr, depth: int = 0) -> _Spec:
         return _Map(_ANY, _ANY)
     if name in _PATHS:
         return _Scalar("path")
+    if name == "Callable":
+        return _CALLABLE
     return _ANY  # Any, object, type aliases, TypeVars, library classes
 
 
@@ -372,6 +394,8 @@ def _subscript_spec(node: ast.Subscript, depth: int) -> _Spec:
         return _Map(sub(0), sub(1)) if len(args) == 2 else _Map(_ANY, _ANY)
     if head in _PATHS:
         return _Scalar("path")
+    if head == "Callable":
+        return _CALLABLE
     if head in ("Final", "Required", "NotRequired", "ReadOnly"):
         return sub(0)
     return _ANY
@@ -408,3 +432,42 @@ def check_value(annotation: str | None, value: object) -> str | None:
         return None if spec.accepts(value) else spec.describe()
     except Exception:  # a weird annotation or value must never break validation
         return None
+
+
+def plain_value(node: Any, key: str) -> tuple[bool, Any]:
+    """(resolvable, plain value) of a config node's ``node[key]``; values that need a running
+    Hydra job (the output folder, say) cannot be resolved before it and are skipped."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    try:
+        value = node[key]
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+    except Exception:
+        return False, None
+    return True, value
+
+
+def literal_options(annotation: str | None) -> list[object]:
+    """The values that the ``Literal`` parts of an annotation allow, through ``Optional``,
+    unions and ``Annotated``; for "did you mean" hints. Empty when there are none.
+
+    Args:
+        annotation: Annotation source text, e.g. ``"Optional[Literal['min', 'max']]"``.
+    """
+    if not annotation:
+        return []
+
+    def walk(spec: _Spec) -> list[object]:
+        if isinstance(spec, _Literal):
+            return list(spec.values)
+        if isinstance(spec, _Union):
+            return [v for option in spec.options for v in walk(option)]
+        if isinstance(spec, _Constrained):
+            return walk(spec.base)
+        return []
+
+    try:
+        return walk(_spec_of(annotation))
+    except Exception:
+        return []

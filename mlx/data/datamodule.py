@@ -22,13 +22,11 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from mlx.data.sources import DataConfigError, Loaded, LoaderSettings
+from mlx.data.sources import DataConfigError, Loaded, LoaderSettings, check_split, split_sizes
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-# held-out shares above this leave too little to train on
-MAX_HELD_OUT = 0.9
 
 
 class _EpochBatchSampler(BatchSampler):
@@ -89,12 +87,11 @@ class ArrayDataModule(pl.LightningDataModule):
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not isinstance(value, int | float) or not 0 < value < 1:
                 problems.append(f"{key} must be a number between 0 and 1, not {value!r}")
-        if not problems and val_fraction + test_fraction >= MAX_HELD_OUT:
-            problems.append(
-                f"val_fraction + test_fraction = {val_fraction} + {test_fraction} = "
-                f"{val_fraction + test_fraction:g} leaves too little to train on; keep the sum "
-                f"below {MAX_HELD_OUT}"
-            )
+        if not problems:
+            try:
+                check_split(val_fraction, test_fraction)
+            except DataConfigError as e:
+                problems.append(str(e).rstrip("."))
         if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
             problems.append(f"split_seed must be an integer >= 0, not {split_seed!r}")
         if loader is not None and not isinstance(loader, LoaderSettings):
@@ -315,16 +312,9 @@ def split_indices(
     """
     from sklearn.model_selection import train_test_split
 
-    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-    n_train = n - n_val - n_test
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    empty = [split for split, size in sizes.items() if size < 1]
-    if empty:
-        raise DataConfigError(
-            f"The data has {n} examples, so val_fraction={val_fraction} and "
-            f"test_fraction={test_fraction} leave the {' and '.join(empty)} split empty "
-            f"(sizes {sizes}); use more data or other fractions."
-        )
+    check_split(val_fraction, test_fraction, n)
+    sizes = split_sizes(n, val_fraction, test_fraction)
+    n_val, n_test = sizes["val"], sizes["test"]
     rows = np.arange(n)
 
     def split(labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

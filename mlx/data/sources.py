@@ -5,6 +5,11 @@ stores and cheaply checks its arguments (a file's existence, its header, the val
 raises :class:`DataConfigError` with a one-paragraph message. Calling the source loads the data
 and returns a :class:`Loaded`; :class:`mlx.data.ArrayDataModule` splits and encodes it.
 
+A source may also tell, without loading, how many examples it holds (``size``) and the shape of
+one example (``example_shape``; a table's is its raw feature columns, before one-hot encoding
+widens it); None where that is unknown. Validation checks the split fractions against the size
+(:func:`check_split`) and the network against the shape before work starts.
+
 This module imports only the standard library at module level: ``import mlx.data`` and config
 validation must stay fast, so numpy, pandas and scikit-learn are imported where data is loaded.
 """
@@ -45,6 +50,15 @@ MISSING = frozenset(
 CATEGORICAL_SHARE = 0.9
 # integer-valued targets with at most this many distinct values are class labels
 MAX_AUTO_CLASSES = 20
+# held-out shares above this leave too little to train on
+MAX_HELD_OUT = 0.9
+# examples and feature columns of scikit-learn's bundled tables
+SKLEARN_SIZES = {
+    "breast_cancer": (569, 30),
+    "diabetes": (442, 10),
+    "wine": (178, 13),
+    "iris": (150, 4),
+}
 
 
 class DataConfigError(MlxError):
@@ -123,6 +137,37 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """Examples in the train, val and test splits of ``n`` examples."""
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def check_split(val_fraction: float, test_fraction: float, n: int | None = None) -> None:
+    """Check that the held-out fractions leave data to train on and, when the number of
+    examples ``n`` is known, that no split is empty.
+
+    Raises:
+        DataConfigError: the fractions hold out too much, or a split would be empty.
+    """
+    if val_fraction + test_fraction >= MAX_HELD_OUT:
+        raise DataConfigError(
+            f"val_fraction + test_fraction = {val_fraction} + {test_fraction} = "
+            f"{val_fraction + test_fraction:g} leaves too little to train on; keep the sum "
+            f"below {MAX_HELD_OUT}."
+        )
+    if n is None:
+        return
+    sizes = split_sizes(n, val_fraction, test_fraction)
+    empty = [split for split, size in sizes.items() if size < 1]
+    if empty:
+        raise DataConfigError(
+            f"The data has {n} examples, so val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction} leave the {' and '.join(empty)} split empty "
+            f"(sizes {sizes}); use more data or other fractions."
+        )
+
+
 def _close(word: str, options: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f" Did you mean '{match[0]}'?" if match else ""
@@ -130,6 +175,9 @@ def _close(word: str, options: Iterable[str]) -> str:
 
 class Digits:
     """scikit-learn's bundled 8x8 handwritten digits: 1,797 images ``(1, 8, 8)``, 10 classes."""
+
+    size = 1797
+    example_shape = (1, 8, 8)
 
     def __call__(self) -> Loaded:
         import numpy as np
@@ -179,6 +227,9 @@ class MNIST5k:
         DataConfigError: the bundled file cannot be found.
     """
 
+    size = 5000
+    example_shape = (1, 28, 28)
+
     def __init__(self) -> None:
         self.path = mnist5k_path()
 
@@ -219,6 +270,8 @@ class SklearnTabular:
                 f"{', '.join(SKLEARN_NAMES)}.{_close(str(name), SKLEARN_NAMES)}"
             )
         self.name = name
+        self.size, features = SKLEARN_SIZES[name]
+        self.example_shape = (features,)
 
     def __call__(self) -> Loaded:
         import numpy as np
@@ -297,11 +350,13 @@ class Table:
         self.format = "parquet" if name.endswith((".parquet", ".pq")) else "csv"
         self.delimiter = "\t" if name.endswith((".tsv", ".tsv.gz")) else ","
         if self.format == "parquet":
-            self.columns, kinds = self._parquet_kinds()
+            self.columns, kinds, self.size = self._parquet_kinds()
         else:
-            self.columns, kinds = self._csv_kinds()
+            self.columns, kinds, self.size = self._csv_kinds()
         # the categorical feature columns, given or detected, for __call__ and the encoder
         self.categorical_columns = [c for c in self.columns if kinds.get(c) == "categorical"]
+        # one axis of feature columns; one-hot encoding widens it once the data is loaded
+        self.example_shape = (len(kinds),)
 
     def __repr__(self) -> str:
         return (
@@ -345,8 +400,9 @@ class Table:
             return gzip.open(self.path, "rt", encoding="utf-8-sig", newline="")
         return open(self.path, encoding="utf-8-sig", newline="")
 
-    def _csv_kinds(self) -> tuple[list[str], dict[str, str]]:
-        """Read the whole file with the csv module: columns, and each feature column's kind."""
+    def _csv_kinds(self) -> tuple[list[str], dict[str, str], int]:
+        """Read the whole file with the csv module: columns, each feature column's kind, and the
+        number of data rows."""
         try:
             with self._open() as f:
                 reader = csv.reader(f, delimiter=self.delimiter)
@@ -376,7 +432,7 @@ class Table:
                 self._check_target_values(values)
             else:
                 kinds[name] = self._column_kind(name, values)
-        return header, kinds
+        return header, kinds, len(rows)
 
     def _where(self, row: int) -> str:
         """'data row N (line L)' for the 0-based data row ``row``, for error messages only."""
@@ -415,6 +471,8 @@ class Table:
                 f"the target column '{self.target}' is missing on {self._where(row)}; every row "
                 "needs a target value."
             )
+        if len(counts) == 1:
+            raise self._single_target(values[0], len(values))
         if self.task == "regression":
             bad = _non_numbers(counts)
             if bad:
@@ -425,15 +483,26 @@ class Table:
                     "task=classification or auto for labels."
                 )
 
-    def _parquet_kinds(self) -> tuple[list[str], dict[str, str]]:
-        """Read the Parquet schema (not the data): columns, and each feature column's kind."""
+    def _single_target(self, value: Any, rows: int) -> DataConfigError:
+        return self._error(
+            f"the target column '{self.target}' holds the same value, {str(value)!r}, on all "
+            f"{rows} data row(s): there is nothing to learn. A classification needs at least two "
+            "classes, a regression varying values."
+        )
+
+    def _parquet_kinds(self) -> tuple[list[str], dict[str, str], int]:
+        """Read the Parquet schema and metadata (not the data): columns, each feature column's
+        kind, and the number of rows."""
         import pyarrow.parquet as pq
         import pyarrow.types as pat
 
         try:
             schema = pq.read_schema(self.path)
+            rows = pq.read_metadata(self.path).num_rows
         except Exception as e:
             raise self._error(f"cannot be read as Parquet: {e}.") from e
+        if rows == 0:
+            raise self._error("the file has columns but no data rows.")
         columns = list(schema.names)
         self._check_names(columns)
         kinds: dict[str, str] = {}
@@ -457,7 +526,7 @@ class Table:
                 )
             else:
                 kinds[name] = kind
-        return columns, kinds
+        return columns, kinds, rows
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -482,6 +551,8 @@ class Table:
                 f"the target column '{self.target}' is missing on data row {row}; every row "
                 "needs a target value."
             )
+        if y.nunique() == 1:  # a Parquet file's values are first read here
+            raise self._single_target(y.iloc[0], len(y))
         features = frame.drop(columns=[self.target, *self.drop])
         for col in features.columns:
             if col in self.categorical_columns:

@@ -70,10 +70,7 @@ def _load_checkpoint(path: Path, trust: bool) -> Loaded:
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found is None:  # a damaged pickle rather than a refused object
-            raise CheckpointError(
-                f"{path} is not a readable PyTorch checkpoint (its contents are damaged or in "
-                "another format); give a .ckpt written by mlx run or a compressed/*.onnx."
-            ) from None
+            raise CheckpointError(_unreadable(path, e)) from None
         raise CheckpointError(
             f"{path} holds Python objects ({found.group(1)}) that only arbitrary unpickling can "
             "rebuild, and unpickling can run any code a file carries, so mlx refuses it: mlx's "
@@ -81,10 +78,7 @@ def _load_checkpoint(path: Path, trust: bool) -> Loaded:
             "it came from, allow it with --trust-checkpoint (or trust_checkpoint=true)."
         ) from None
     except Exception as e:  # not a zip or pickle at all, truncated, another format
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}); "
-            "give a .ckpt written by mlx run or a compressed/*.onnx written by the compress stage."
-        ) from None
+        raise CheckpointError(_unreadable(path, e)) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint (no state_dict in it); give a .ckpt written "
@@ -114,6 +108,14 @@ def _load_onnx(path: Path) -> Loaded:
     return Loaded(path, json.loads(meta[ONNX_CONFIG_KEY]), network=net, info=info)
 
 
+def _unreadable(path: Path, e: BaseException) -> str:
+    return (
+        f"{path} is not a PyTorch checkpoint: torch cannot read it (damaged, cut short or in "
+        f"another format; {type(e).__name__}). Give a .ckpt written by mlx run or a "
+        "compressed/*.onnx written by the compress stage."
+    )
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -133,18 +135,29 @@ def onnx_with_metadata(model_bytes: bytes, config: dict[str, Any], info: dict[st
     return model.SerializeToString()
 
 
-def restore(model: Any, loaded: Loaded) -> None:
+def restore(model: Any, loaded: Loaded, data: str = "the data") -> None:
     """Put a loaded file's network into the run's LightningModule: the checkpoint's weights, or
-    the ONNX network in place of ``model.net``."""
+    the ONNX network in place of ``model.net``. ``data`` says what the network was built for,
+    for the message when the weights do not fit it."""
     if loaded.network is not None:
         model.net = loaded.network
         return
     assert loaded.state_dict is not None
+    own = model.state_dict()
+    for key, tensor in loaded.state_dict.items():
+        if key in own and tuple(own[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{loaded.path} holds a network for other data: its weight {key} has shape "
+                f"{tuple(tensor.shape)}, but {data} need(s) {tuple(own[key].shape)}. Evaluate it "
+                "on the data it was trained on (leave data unset) or on data of the same shape "
+                "and classes."
+            )
     try:
         model.load_state_dict(loaded.state_dict)
     except RuntimeError as e:
         raise CheckpointError(
-            f"{loaded.path} holds weights of another network: {_first_line(e)}"
+            f"{loaded.path} holds weights of another network than the one built here "
+            f"({_first_line(e)})."
         ) from None
 
 

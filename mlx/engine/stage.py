@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlx.errors import ConfigError
+from mlx.config.signature import TargetNotFoundError, static_signature
+from mlx.config.values import plain_value as _value
+from mlx.errors import ConfigError, paragraph
 
 if TYPE_CHECKING:
     from mlx.stages import RunState
@@ -51,6 +54,13 @@ class TrainStage:
             from mlx.engine.checkpoint import load
 
             load(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+        errors: list[str] = []
+        _check_optimizer(cfg, errors)
+        _check_monitors(cfg, errors)
+        if not errors:
+            _check_accelerator(cfg, errors)
+        if errors:
+            raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
         logger = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
         if spawned and logger.endswith("CSVLogger"):
@@ -67,7 +77,7 @@ class TrainStage:
     def prepare(self, state: RunState) -> None:
         from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
 
-        check_objective(self.cfg.objective.metric, state.model)
+        check_objective(self.cfg, state.model)
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -92,7 +102,10 @@ class TrainStage:
         recorder, trainer, model = state.recorder, state.trainer, state.model
         with gc_frozen():
             trainer.fit(
-                model, datamodule=state.datamodule, ckpt_path=self.cfg.ckpt_path, weights_only=True
+                model,
+                datamodule=state.datamodule,
+                ckpt_path=self.cfg.ckpt_path,
+                weights_only=not self.cfg.get("trust_checkpoint"),
             )
         fit_metrics = scalar_metrics(trainer)
         # read before testing: testing restores the best checkpoint's callback state
@@ -116,7 +129,11 @@ class TrainStage:
         """No training: the saved network is tested (the baseline of ``mlx compress``)."""
         from mlx.engine.checkpoint import restore
 
-        restore(state.model, self.loaded)
+        dm = state.datamodule
+        data = (
+            f"the data here (examples of shape {tuple(dm.input_shape)}, {dm.num_outputs} outputs)"
+        )
+        restore(state.model, self.loaded, data)
         state.trainer.test(state.model, datamodule=state.datamodule, verbose=False)
         recorder = state.recorder
         recorder.metrics = {
@@ -165,12 +182,20 @@ def scalar_metrics(trainer: Any) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if "/" in k}
 
 
-def check_objective(metric: str, model: Any) -> None:
+def check_objective(cfg: DictConfig, model: Any) -> None:
+    """The objective and every callback's ``monitor`` must name a metric the model logs for
+    the data's task (Lightning finds a wrong one only after the first epoch)."""
     names = {f"{split}/{m}" for split in ("train", "val", "test") for m in model.metric_names()}
-    if metric not in names:
-        raise ConfigError(
-            f"objective.metric '{metric}' is not logged for a {model.task} task; choose one of {', '.join(sorted(names))}."
-        )
+    watched = {"objective.metric": cfg.objective.metric}
+    for key, callback in (cfg.get("callbacks") or {}).items():
+        monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
+        if isinstance(monitor, str):
+            watched[f"callbacks.{key}.monitor"] = monitor
+    for key, metric in watched.items():
+        if metric not in names:
+            raise ConfigError(
+                f"{key} '{metric}' is not logged for a {model.task} task; choose one of {', '.join(sorted(names))}."
+            )
 
 
 def check_resume(loaded: Any, net: dict[str, Any]) -> None:
@@ -240,3 +265,133 @@ def pruned_epoch(trainer: Any) -> int | None:
     from mlx.sweep.trial import pruned_at
 
     return pruned_at(trainer)
+
+
+# ---- static checks of the train stage's config (no torch unless a GPU is named) ---------
+
+
+def _check_monitors(cfg: Any, errors: list[str]) -> None:
+    """Checkpointing and early stopping compare their monitor when validation ends (unless set
+    to do it at the train epoch's end): an epoch's train/ metrics are logged after that, and
+    test/ metrics never during training, so Lightning would fail after the first epoch."""
+    from omegaconf import DictConfig, OmegaConf
+
+    callbacks = OmegaConf.select(cfg, "callbacks", default=None)
+    if not isinstance(callbacks, DictConfig):
+        return
+    watchers: dict[tuple[str, str], list[str]] = {}  # (where it is set, metric) -> callbacks
+    for key in callbacks:
+        node = callbacks._get_node(key)
+        if not isinstance(node, DictConfig) or node._is_none() or "monitor" not in node:
+            continue
+        ok, monitor = _value(node, "monitor")
+        if not ok or not isinstance(monitor, str):
+            continue
+        at_train_end = any(
+            node.get(flag) is True
+            for flag in ("save_on_train_epoch_end", "check_on_train_epoch_end")
+        )
+        split = monitor.partition("/")[0]
+        if split == "test" or (split == "train" and not at_train_end):
+            raw = str(node._get_node("monitor")._value())
+            m = re.fullmatch(r"\$\{([\w.]+)\}", raw)
+            where = m.group(1) if m else f"callbacks.{key}.monitor"
+            watchers.setdefault((where, monitor), []).append(f"callbacks.{key}")
+    for (where, metric), names in watchers.items():
+        split, _, name = metric.partition("/")
+        why = (
+            "and test/ metrics exist only after training"
+            if split == "test"
+            else "before the epoch's train/ metrics are logged"
+        )
+        verb = "compare" if len(names) > 1 else "compares"
+        errors.append(
+            f"{where} is '{metric}', but {' and '.join(names)} {verb} it when validation ends, "
+            f"{why}; use a val/ metric such as 'val/{name}'."
+        )
+
+
+def _check_optimizer(cfg: Any, errors: list[str]) -> None:
+    """What torch and mlx's training module find only when the optimizer is built, after the
+    data and the model are set up: ``LitModel`` passes ``lr`` and ``weight_decay`` to every
+    optimizer, and torch's SGD refuses Nesterov momentum without momentum or with dampening."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.select(cfg, "model", default=None)
+    if not isinstance(node, DictConfig) or not isinstance(node.get("optimizer"), DictConfig):
+        return
+    ok, opt = _value(node, "optimizer")
+    if not ok or not isinstance(opt, dict) or not isinstance(opt.get("_target_"), str):
+        return
+    target = opt["_target_"]
+    try:
+        sig = static_signature(target)
+    except TargetNotFoundError:
+        return  # the walk has named it
+    if (
+        str(node.get("_target_")) == "mlx.engine.LitModel"
+        and sig is not None
+        and not sig.var_kwargs
+    ):
+        missing = [key for key in ("lr", "weight_decay") if key not in sig.names]
+        if missing:
+            errors.append(
+                f"model.optimizer ({target}) takes no {' or '.join(missing)}, which the model "
+                "passes to every optimizer (model.lr, model.weight_decay); choose an optimizer "
+                "that takes both, such as torch.optim.AdamW, Adam, SGD or RMSprop."
+            )
+    if not target.endswith(".SGD"):
+        return
+    momentum, dampening = opt.get("momentum", 0), opt.get("dampening", 0)
+    if opt.get("nesterov") is True and not (
+        isinstance(momentum, int | float) and momentum > 0 and dampening == 0
+    ):
+        errors.append(
+            "model.optimizer.nesterov=true needs momentum > 0 and dampening = 0, but momentum is "
+            f"{momentum!r} and dampening {dampening!r}; set model.optimizer.nesterov=false or "
+            "a momentum such as 0.9."
+        )
+
+
+def _check_accelerator(cfg: Any, errors: list[str]) -> None:
+    """A GPU (or other accelerator) asked for by name must exist: Lightning finds out only
+    when the Trainer is built, after the data and the model are set up. torch is imported only
+    when such an accelerator is named (the run imports it anyway)."""
+    from omegaconf import OmegaConf
+
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if accelerator not in ("gpu", "cuda", "mps", "tpu"):
+        return
+    ok, devices = _value(cfg.trainer, "devices")
+    if accelerator == "tpu":
+        import importlib.util
+
+        if importlib.util.find_spec("torch_xla") is None:
+            errors.append(
+                "trainer.accelerator=tpu needs the torch_xla package, which is not installed; "
+                "use trainer.accelerator=auto or cpu."
+            )
+        return
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = 1 if torch.backends.mps.is_available() else 0
+    count = {"cuda": cuda, "mps": mps, "gpu": cuda or mps}[accelerator]
+    if count == 0:
+        what = {"cuda": "a CUDA GPU", "mps": "an Apple GPU (MPS)", "gpu": "a GPU (CUDA or MPS)"}[
+            accelerator
+        ]
+        errors.append(
+            f"trainer.accelerator={accelerator} asks for {what}, but torch {torch.__version__} "
+            "finds none on this machine; use trainer.accelerator=auto (the GPU when there is one, "
+            "else the CPU) or cpu."
+        )
+        return
+    wanted = len(devices) if isinstance(devices, list) else devices
+    too_high = [i for i in devices if i >= count] if isinstance(devices, list) else []
+    if ok and isinstance(wanted, int) and (wanted > count or too_high):
+        errors.append(
+            f"trainer.devices={devices!r} asks for more than the {count} {accelerator} "
+            f"device(s) torch finds on this machine (numbered 0 to {count - 1}); use "
+            f"trainer.devices={count} or fewer, or -1 for all of them."
+        )

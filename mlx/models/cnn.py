@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Interval, MinLen
 from torch import Tensor, nn
 
+from mlx.errors import ConfigError
 from mlx.models.layers import activation as make_activation
 from mlx.models.layers import require_image
 
@@ -27,9 +28,9 @@ class CNN(nn.Module):
 
     def __init__(
         self,
-        input_shape: tuple[int, ...],
+        input_shape: tuple[int, int, int],
         num_outputs: Annotated[int, Ge(1)],
-        channels: Annotated[list[int], MinLen(1)] = (32, 64),
+        channels: Annotated[list[Annotated[int, Ge(1)]], MinLen(1)] = (32, 64),
         hidden: Annotated[int, Ge(0)] = 128,
         dropout: Annotated[float, Interval(ge=0, lt=1)] = 0.2,
         activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = "relu",
@@ -37,9 +38,9 @@ class CNN(nn.Module):
         super().__init__()
         c, h, w = require_image(input_shape, "cnn")
         if min(h, w) >> len(channels) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"cnn with {len(channels)} stages halves a {h}x{w} image below 1x1; "
-                f"use at most {min(h, w).bit_length() - 1} entries in model.net.channels"
+                f"use at most {min(h, w).bit_length() - 1} entries in model.net.channels."
             )
         stages: list[nn.Module] = []
         for out in channels:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from mlx.errors import ConfigError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -21,9 +23,14 @@ def activation(name: str) -> nn.Module:
 
 
 def require_image(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
-    """Check that the data are images ``(C, H, W)``; convolutional models need them."""
+    """Check that the data are images ``(C, H, W)``; convolutional models need them.
+
+    Raises:
+        ConfigError: the data are not images (the config pairs a tabular data set with a
+            convolutional model).
+    """
     if len(input_shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"model={model} needs image data shaped (C, H, W), but the data have input shape "
             f"{tuple(input_shape)}; use model=mlp for tabular data."
         )

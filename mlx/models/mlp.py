@@ -27,7 +27,7 @@ class MLP(nn.Module):
         self,
         input_shape: tuple[int, ...],
         num_outputs: Annotated[int, Ge(1)],
-        hidden: Annotated[list[int], MinLen(0)] = (128, 64),
+        hidden: Annotated[list[Annotated[int, Ge(1)]], MinLen(0)] = (128, 64),
         dropout: Annotated[float, Interval(ge=0, lt=1)] = 0.1,
         activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = "relu",
         batch_norm: bool = False,

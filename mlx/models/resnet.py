@@ -7,6 +7,7 @@ from typing import Annotated
 from annotated_types import Ge, Interval, MinLen
 from torch import Tensor, nn
 
+from mlx.errors import ConfigError
 from mlx.models.layers import require_image
 
 
@@ -47,18 +48,18 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        input_shape: tuple[int, ...],
+        input_shape: tuple[int, int, int],
         num_outputs: Annotated[int, Ge(1)],
-        widths: Annotated[list[int], MinLen(1)] = (16, 32, 64),
+        widths: Annotated[list[Annotated[int, Ge(1)]], MinLen(1)] = (16, 32, 64),
         blocks_per_stage: Annotated[int, Ge(1)] = 1,
         dropout: Annotated[float, Interval(ge=0, lt=1)] = 0.0,
     ) -> None:
         super().__init__()
         c, h, w = require_image(input_shape, "resnet")
         if min(h, w) >> (len(widths) - 1) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"resnet with {len(widths)} stages halves a {h}x{w} image below 1x1; "
-                f"use at most {min(h, w).bit_length()} entries in model.net.widths"
+                f"use at most {min(h, w).bit_length()} entries in model.net.widths."
             )
         self.stem = nn.Conv2d(c, widths[0], 3, padding=1, bias=False)
         blocks: list[nn.Module] = []

@@ -60,8 +60,13 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True, highlight=False)
     from mlx.report.build import build
 
-    with console.status("collecting records and drawing figures..."):
-        report = build(args.paths, name, out, argv)
+    try:
+        with console.status("collecting records and drawing figures..."):
+            report = build(args.paths, name, out, argv)
+    except OSError as e:  # an --out folder that cannot be written, a record that cannot be read
+        raise ReportError(
+            f"{e.strerror or e}: {e.filename or out} (building the report in {out})."
+        ) from None
     runs = report.collection.runs
     console.print(
         f"[green]report[/green] {name}: {len(runs)} run(s), {len(report.collection.sweeps)} sweep(s), "

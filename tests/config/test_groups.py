@@ -33,9 +33,15 @@ NAS_SPACES = {"macro_cnn", "cell", "macro_mlp"}
 ONE_SHOT = {"darts", "gumbel_darts", "enas", "proxyless", "random_one_shot"}
 
 
+# tables need a network for flat inputs: the default CNN on one is refused
+TABULAR = {"breast_cancer", "diabetes", "csv"}
+
+
 def extra_for(group: str, option: str, table_csv: Path) -> list[str]:
     if group == "data" and option == "csv":
-        return [f"data.source.path={table_csv}", "data.source.target=label"]
+        return [f"data.source.path={table_csv}", "data.source.target=label", "model=mlp"]
+    if group == "data" and option in TABULAR:
+        return ["model=mlp"]
     if (group, option) == ("model", "nas"):
         return ["search_space=cell"]
     if group == "search_space" and option in NAS_SPACES:

@@ -700,7 +700,7 @@ def assert_static_matches_runtime(target: str) -> None:
 REPRESENTATIVE = [
     "mlx.data.LoaderSettings",
     "mlx.compression.Prune",
-    "mlx.compression.LatencyMeter",
+    "mlx.measure.LatencyMeter",
     "mlx.sweep.MultiFidelity",
     "optuna.pruners.MedianPruner",
 ]

@@ -110,7 +110,7 @@ def test_trusting_a_file_loads_objects_the_safe_loader_refuses(cli, trained, tmp
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"not a checkpoint at all" * 4, "not a readable PyTorch checkpoint"),
+        (b"not a checkpoint at all" * 4, "not a PyTorch checkpoint"),
         (None, "not a Lightning checkpoint"),  # a tensor saved with torch.save
         (b"\xff\xff\xff\xff", "not a readable ONNX model"),
     ],
@@ -131,7 +131,7 @@ def test_files_that_are_no_checkpoint(cli, tmp_path, content, words):
 def test_a_truncated_checkpoint(trained, tmp_path):
     path = tmp_path / "cut.ckpt"
     path.write_bytes(trained.read_bytes()[:4000])
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load(path)
 
 
