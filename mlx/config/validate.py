@@ -1,14 +1,19 @@
 """Validation of a composed config before any work starts.
 
-Two layers, both fast (no torch or Lightning import):
+Two layers, both fast (no torch or Lightning import, unless a GPU is asked for by name):
 
 1. :func:`compose_checked` composes the command line with Hydra's compose API and turns Hydra's
    errors (unknown group option, unknown key, bad override syntax) into one-paragraph messages
-   with the options that exist and a close match.
+   with the options that exist (for ``hydra/*`` groups, those of the installed plugins) and a
+   close match.
 2. :func:`validate` walks the composed config: every ``_target_`` is bound to its signature,
    read from source (see :mod:`mlx.config.signature`), so unknown keys, missing arguments, wrong
    types and out-of-range values (see :mod:`mlx.config.values`) are named with what was
-   expected; data sources check their files; the top-level keys get the same treatment.
+   expected; ``LIBRARY_LIMITS`` narrows library parameters that their own annotations leave
+   open; the top-level keys get the same treatment. Then the data (sources check their files and
+   tell their size and example shape, which the split fractions and the network are checked
+   against) and the outputs folder. The rules of one area (search, train, compress) are its
+   stage's ``check`` (:mod:`mlx.stages`).
 """
 
 from __future__ import annotations
