@@ -15,7 +15,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from mlx.numbers import MISSING
+from mlx.numbers import MISSING, fmt
 from mlx.report.collect import ReportError, Run, collect
 from mlx.report.tables import config_diff, metric_names
 
@@ -61,30 +61,6 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def format_value(value: Any, *, sign: bool = False) -> str:
-    """A metric value as printed: integers with thousands separators, floats with 4 decimals
-    (scientific below 0.001, one decimal from 10,000 up), missing as "—"."""
-    if value is None:
-        return MISSING
-    plus = "+" if sign else ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:{plus},}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        size = abs(value)
-        if size == 0:
-            return f"{value:{plus}.4f}"
-        if size < 1e-3:
-            return f"{value:{plus}.3e}"
-        if size >= 1e4:
-            return f"{value:{plus},.1f}"
-        return f"{value:{plus}.4f}"
-    return str(value)
-
-
 def _config_value(value: Any) -> str:
     if value is None:
         return "null"
@@ -96,14 +72,14 @@ def _config_value(value: Any) -> str:
 def _delta_cell(metric: str, value: Any, base: Any) -> Text:
     from rich.text import Text
 
-    cell = Text(format_value(value))
+    cell = Text(fmt(value))
     x, b = _number(value), _number(base)
     if x is None or b is None or not (math.isfinite(x) and math.isfinite(b)):
         return cell
     delta: int | float = value - base if isinstance(value, int) and isinstance(base, int) else x - b
     better = direction(metric) * (delta > 0) - direction(metric) * (delta < 0)
     style = {1: "green", -1: "red"}.get(better, "")
-    cell.append(f" ({format_value(delta, sign=True)})", style=style)
+    cell.append(f" ({fmt(delta, sign=True)})", style=style)
     return cell
 
 
@@ -142,7 +118,7 @@ def _runs_table(runs: list[Run]) -> Any:
         table.add_row(
             run.name + (" (baseline)" if i == 0 else ""),
             Text(run.status, style=_STATUS_STYLE.get(run.status, "")),
-            format_value(summary.get("epochs_trained")),
+            fmt(summary.get("epochs_trained")),
             MISSING if seconds is None else f"{seconds:.1f}",
             str(run.record.run_dir),
         )
@@ -158,7 +134,7 @@ def _metrics_table(runs: list[Run], metrics: list[str]) -> Any:
     for run in runs:
         table.add_column(run.name, justify="right", no_wrap=True)
     for m in metrics:
-        cells: list[Any] = [format_value(base.record.metrics.get(m))]
+        cells: list[Any] = [fmt(base.record.metrics.get(m))]
         cells += [
             _delta_cell(m, run.record.metrics.get(m), base.record.metrics.get(m))
             for run in runs[1:]

@@ -366,9 +366,9 @@ def searched_space(
             raise SweepError(
                 "budget limits the candidates of a neural architecture search (search_space=macro_cnn, cell or macro_mlp); this sweep searches hyperparameters."
             )
-    if cfg.get("strategy") is not None and str(cfg.strategy.get("_target_", "")).startswith(
-        "nni.nas."
-    ):
+    from mlx.nas.search import is_one_shot
+
+    if is_one_shot(cfg.get("strategy")):
         raise SweepError(
             f"strategy {cfg.hydra.runtime.choices.get('strategy')} is a one-shot architecture search that trains one supernet, not a sweep of trials: run it with `mlx nas search_space=... strategy={cfg.hydra.runtime.choices.get('strategy')}`."
         )
