@@ -153,3 +153,17 @@ def test_training_runs_with_the_setup_heap_frozen_and_unfreezes_after() -> None:
         assert gc.get_freeze_count() > before  # setup's objects are out of the collector's sight
         raise RuntimeError("the trainer failed")
     assert gc.get_freeze_count() == before  # a failed run unfreezes too
+
+
+@pytest.mark.parametrize("option", ["fdr", "limit", "overfit", "profiler"])
+def test_each_debug_option_runs(make_cfg, tmp_path, option: str) -> None:
+    overrides = [f"debug={option}", "trainer.max_epochs=2"]
+    if option == "overfit":
+        overrides = ["debug=overfit", "trainer.max_epochs=40"]
+    mlx_run.main(make_cfg(overrides))
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "completed"
+    if option == "overfit":
+        # one batch, seen 40 times in the same order: the network learns it by heart
+        assert record["metrics"]["train/loss"] < 0.05
+        assert record["metrics"]["train/acc"] == 1.0

@@ -270,6 +270,13 @@ class ArrayDataModule(pl.LightningDataModule):
                 shuffle=shuffle,
                 seed=torch.initial_seed() % 2**63,
             )
+        elif trainer is not None and trainer.overfit_batches:
+            # Lightning overfits on the first batches in order, and swaps any loader whose
+            # sampler is not sequential for one that is, which would drop the batch sampler
+            # below: a plain sequential loader instead (one or a few batches, speed is moot)
+            return DataLoader(
+                dataset, batch_size=self.batch_size, shuffle=False, **self.loader.loader_kwargs()
+            )
         elif shuffle:
             sampler = RandomSampler(dataset, generator=self.generator)
         else:
