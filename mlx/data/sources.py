@@ -17,17 +17,15 @@ validation must stay fast, so numpy, pandas and scikit-learn are imported where 
 from __future__ import annotations
 
 import csv
-import difflib
 import gzip
 import importlib.util
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
-from mlx.errors import MlxError
+from mlx.errors import MlxError, did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -168,11 +166,6 @@ def check_split(val_fraction: float, test_fraction: float, n: int | None = None)
         )
 
 
-def _close(word: str, options: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
 class Digits:
     """scikit-learn's bundled 8x8 handwritten digits: 1,797 images ``(1, 8, 8)``, 10 classes."""
 
@@ -267,7 +260,7 @@ class SklearnTabular:
         if name not in SKLEARN_NAMES:
             raise DataConfigError(
                 f"SklearnTabular: unknown data set {name!r}; choose one of "
-                f"{', '.join(SKLEARN_NAMES)}.{_close(str(name), SKLEARN_NAMES)}"
+                f"{', '.join(SKLEARN_NAMES)}.{did_you_mean(str(name), SKLEARN_NAMES)}"
             )
         self.name = name
         self.size, features = SKLEARN_SIZES[name]
@@ -336,7 +329,7 @@ class Table:
         if task not in ("auto", *TASKS):
             raise DataConfigError(
                 f"Table: task must be 'auto', 'classification' or 'regression', not {task!r}."
-                f"{_close(str(task), ('auto', *TASKS))}"
+                f"{did_you_mean(str(task), ('auto', *TASKS))}"
             )
         if not self.path.is_file():
             what = "is a folder, not a file" if self.path.is_dir() else "does not exist"
@@ -377,14 +370,14 @@ class Table:
         if self.target not in columns:
             raise self._error(
                 f"no target column '{self.target}'; the columns are {listed}."
-                f"{_close(self.target, columns)}"
+                f"{did_you_mean(self.target, columns)}"
             )
         for key, names in (("categorical", self.categorical or []), ("drop", self.drop)):
             for col in names:
                 if col not in columns:
                     raise self._error(
                         f"the {key} column '{col}' is not in the file; the columns are {listed}."
-                        f"{_close(col, columns)}"
+                        f"{did_you_mean(col, columns)}"
                     )
                 if col == self.target:
                     raise self._error(f"the target column '{col}' cannot also be in {key}.")

@@ -10,6 +10,7 @@ file is a protobuf and carries the mlx config that rebuilds its data in its meta
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -55,6 +56,14 @@ def load(path: str | Path, *, trust: bool = False) -> Loaded:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file ({path.resolve()}).")
+    # the command line's check, the command and the train stage each ask for the same file in
+    # one process: it is read once (again if it changes on disk)
+    stat = path.stat()
+    return _read(path, stat.st_mtime_ns, stat.st_size, trust)
+
+
+@functools.lru_cache(maxsize=1)
+def _read(path: Path, mtime_ns: int, size: int, trust: bool) -> Loaded:
     if path.suffix == ".onnx":
         return _load_onnx(path)
     return _load_checkpoint(path, trust)

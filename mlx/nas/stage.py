@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,18 +94,10 @@ class SearchStage:
         state.recorder.extra["search"] = {"architecture": arch}
 
 
-def _value(cfg: DictConfig, key: str) -> Any:
-    try:
-        node = OmegaConf.select(cfg, key, default=None)
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    except Exception:
-        return None
-
-
 def _check_budget(cfg: DictConfig, errors: list[str]) -> None:
-    from mlx.config.values import check_value
+    from mlx.config.values import check_value, plain_value
 
-    budget = _value(cfg, "budget")
+    _, budget = plain_value(cfg, "budget") if "budget" in cfg else (False, None)
     if not isinstance(budget, dict):
         return
     for key, value in budget.items():
@@ -125,7 +117,7 @@ def _check_nas(cfg: DictConfig, errors: list[str]) -> None:
             f"({net or 'none'}); the searched network is model=nas, which `mlx nas` sets."
         )
     if net == ARCH_TARGET and not nas_space:
-        arch = _value(cfg, "model.net.arch")
+        arch = OmegaConf.select(cfg, "model.net.arch", default=None)
         if not arch or OmegaConf.select(cfg, "model.net.space", default=None) is None:
             errors.append(
                 "model=nas is the network an architecture search looks for: run "
