@@ -13,11 +13,12 @@ import os
 import sys
 from collections.abc import Iterable
 
-EXIT_USAGE = 2  # the exit status of every refused input
-
 
 class MlxError(ValueError):
-    """Bad input, found before (or instead of) work: the message is one paragraph for the user."""
+    """Bad input, found before (or instead of) work: the message is one paragraph for the user.
+    ``exit_code`` is the command's exit status: 2 for every refused input."""
+
+    exit_code = 2
 
 
 class UsageError(MlxError):
@@ -30,7 +31,7 @@ class ConfigError(MlxError):
 
 def report(error: BaseException | str) -> int:
     """Print ``mlx: error: <message>`` on stderr (the traceback too under ``--debug``) and return
-    the exit status 2."""
+    the exit status: the error's ``exit_code`` (2 for bad input)."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -42,7 +43,7 @@ def report(error: BaseException | str) -> int:
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"[bold red]mlx: error:[/bold red] {escape(message)}", markup=True
     )
-    return EXIT_USAGE
+    return getattr(error, "exit_code", MlxError.exit_code)
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

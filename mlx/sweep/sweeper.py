@@ -29,8 +29,6 @@ log = logging.getLogger("mlx.sweep")
 class SweepError(MlxError):
     """A sweep that cannot start; the message is for the user."""
 
-    exit_code = 2
-
 
 class SweepStopped(SweepError):
     """A sweep stopped by its failures (``max_failure_rate``)."""
@@ -193,8 +191,7 @@ class MlxSweeper(Sweeper):
         except MlxError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            report(e)
-            raise SystemExit(getattr(e, "exit_code", 2)) from None
+            raise SystemExit(report(e)) from None
 
     def run_sweep(self, arguments: list[str]) -> Any:
         import optuna
