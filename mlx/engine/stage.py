@@ -59,6 +59,7 @@ class TrainStage:
         _check_monitors(cfg, errors)
         if not errors:
             _check_accelerator(cfg, errors)
+            _check_precision(cfg, errors)
         if errors:
             raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
@@ -350,6 +351,24 @@ def _check_optimizer(cfg: Any, errors: list[str]) -> None:
             "model.optimizer.nesterov=true needs momentum > 0 and dampening = 0, but momentum is "
             f"{momentum!r} and dampening {dampening!r}; set model.optimizer.nesterov=false or "
             "a momentum such as 0.9."
+        )
+
+
+def _check_precision(cfg: Any, errors: list[str]) -> None:
+    """bf16 on a GPU that has no bfloat16 (before Ampere): Lightning would fail in the first
+    step. A CPU always has it (torch emulates it where the instructions are missing)."""
+    from omegaconf import OmegaConf
+
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="") or "")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if not precision.startswith("bf16") or accelerator not in ("gpu", "cuda", "auto"):
+        return
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        errors.append(
+            f"trainer.precision={precision} needs bfloat16, which {torch.cuda.get_device_name()} "
+            "does not have; use trainer.precision=16-mixed (float16 with loss scaling) or 32-true."
         )
 
 
