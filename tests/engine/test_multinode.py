@@ -98,3 +98,59 @@ def test_processes_of_a_launcher_need_one_named_folder(tmp_path: Path) -> None:
     assert res.stderr.startswith("mlx: error: this run is 2 processes started by torchrun")
     assert "hydra.run.dir=" in res.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def readme_srun_line() -> str:
+    """The ``srun`` line of the README's sbatch example."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("srun mlx run ")]
+    return line
+
+
+@pytest.mark.slow
+def test_the_readmes_sbatch_line_runs_as_a_two_node_slurm_job(tmp_path: Path) -> None:
+    """What ``srun`` gives each task of a two-node job (one task per node here): Lightning's
+    SLURMEnvironment joins the two, rank 0 writes the record in the job's folder."""
+    cpu = [
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.strategy.process_group_backend=gloo",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        *QUIET,
+        "tracking=none",
+    ]
+    command = readme_srun_line().removeprefix("srun ") + " " + " ".join(cpu)
+    port = free_port()
+    tasks = []
+    for rank in (0, 1):
+        slurm = {
+            "SLURM_JOB_ID": "4242",
+            "SLURM_JOB_NAME": "mlx-ddp",
+            "SLURM_NTASKS": "2",
+            "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_NNODES": "2",
+            "SLURM_NODELIST": "127.0.0.1",
+            "SLURM_NODEID": str(rank),
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": "0",
+            "MASTER_PORT": str(port),
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK"))}
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        tasks.append(
+            subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=tmp_path,
+                env={**env, **slurm},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [task.communicate(timeout=400)[0] for task in tasks]
+    for task, output in zip(tasks, outputs, strict=True):
+        assert task.returncode == 0, output
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
+    record = json.loads((tmp_path / "outputs/run/slurm_4242/metrics.json").read_text())
+    assert record["status"] == "completed" and "test/acc" in record["metrics"]
