@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import validate
-from mlx.engine.launch import check_shared_output, global_rank
+from mlx.engine.launch import global_rank
 from mlx.errors import ConfigError, MlxError, report
 from mlx.numbers import fmt
 from mlx.record import Recorder, provenance
@@ -44,7 +44,6 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
         validate(cfg)
         check_stages(cfg, command)
         stages = build_stages(cfg, command)
-        check_shared_output(run_dir_named())
     out = Path(cfg.paths.output_dir)
     # under torchrun or SLURM every process runs this function: rank 0 alone writes the record
     first = global_rank() == 0
@@ -151,15 +150,6 @@ def job_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def run_dir_named() -> bool:
-    """Whether the command line names the run's output folder (``hydra.run.dir=...``)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return True  # called from Python with a composed config: its paths are the caller's
-    return any(o.startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
 
 
 @contextmanager
