@@ -35,6 +35,11 @@ def external_world_size() -> int:
     return 1
 
 
+def launched_externally() -> bool:
+    """Whether torchrun or SLURM started this run's processes (then none may be spawned)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or external_world_size() > 1
+
+
 def launcher_name() -> str:
     if "TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ:
         return "torchrun"

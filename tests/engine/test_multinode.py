@@ -34,7 +34,9 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def torchrun(node: int, port: int, cwd: Path, *overrides: str) -> subprocess.Popen[str]:
-    """One node's torchrun of ``mlx run``: one process, the rendezvous on 127.0.0.1."""
+    """One node's torchrun of ``mlx run``: one process, the rendezvous on 127.0.0.1. Its output
+    goes to a file (``node<N>.log``), not a pipe that nobody reads while the other node runs."""
+    log = (cwd / f"node{node}.log").open("w")
     return subprocess.Popen(
         [
             sys.executable,
@@ -53,11 +55,26 @@ def torchrun(node: int, port: int, cwd: Path, *overrides: str) -> subprocess.Pop
             *overrides,
         ],
         cwd=cwd,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def finished(processes: list[subprocess.Popen[str]], logs: list[Path], timeout: float) -> list[str]:
+    """Each process's output once all have exited; all are killed after ``timeout`` seconds and
+    the test fails with what they printed (a hung rendezvous must not hang the suite)."""
+    try:
+        for p in processes:
+            p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+            p.wait()
+        printed = "\n".join(f"--- {log.name}\n{log.read_text()[-4000:]}" for log in logs)
+        pytest.fail(f"the processes did not finish in {timeout:.0f} s:\n{printed}")
+    return [log.read_text() for log in logs]
 
 
 @pytest.mark.slow
@@ -76,10 +93,13 @@ def test_two_nodes_under_torchrun_train_like_one_node(tmp_path: Path, one_node: 
     losses as one node with two processes, and only rank 0 writes the record."""
     port = free_port()
     nodes = [torchrun(rank, port, tmp_path, "hydra.run.dir=run") for rank in (0, 1)]
-    outputs = [node.communicate(timeout=400)[0] for node in nodes]
+    outputs = finished(nodes, [tmp_path / f"node{rank}.log" for rank in (0, 1)], timeout=240)
     for node, output in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, output
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
+    # torchrun started the processes: fit and test run in them, nothing is spawned (spawned,
+    # each would join a process group of its own, and the test's would wait forever)
+    assert outputs[1].count("Initializing distributed") == 1, outputs[1]
     assert "run finished" in outputs[0] and "run finished" not in outputs[1]
     two = json.loads((tmp_path / "run" / "metrics.json").read_text())
     one = json.loads((one_node / "metrics.json").read_text())
@@ -143,12 +163,12 @@ def test_the_readmes_sbatch_line_runs_as_a_two_node_slurm_job(tmp_path: Path) ->
                 ["bash", "-c", command],
                 cwd=tmp_path,
                 env={**env, **slurm},
-                stdout=subprocess.PIPE,
+                stdout=(tmp_path / f"task{rank}.log").open("w"),
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         )
-    outputs = [task.communicate(timeout=400)[0] for task in tasks]
+    outputs = finished(tasks, [tmp_path / f"task{rank}.log" for rank in (0, 1)], timeout=240)
     for task, output in zip(tasks, outputs, strict=True):
         assert task.returncode == 0, output
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
