@@ -76,6 +76,7 @@ class TrainStage:
 
     def prepare(self, state: RunState) -> None:
         from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
+        from mlx.engine.memory import MEMORY_DIR, MemoryCallback
 
         check_objective(self.cfg, state.model)
         if self.cfg.ckpt_path is not None:
@@ -88,6 +89,7 @@ class TrainStage:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
+            state.callbacks.append(MemoryCallback(state.out / MEMORY_DIR))
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
 
@@ -222,6 +224,7 @@ def objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[
 def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
     """Epochs and checkpoints, read from what the run left on disk: with spawned DDP processes
     the training state never comes back to this process, the files do."""
+    from mlx.engine.memory import MEMORY_DIR, read_memory
     from mlx.record import HISTORY_FILE, read_history
 
     history = read_history(out / HISTORY_FILE)
@@ -239,6 +242,8 @@ def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
             "best": (cb.best_model_path or None) if cb else None,
             "last": str(last[0]) if last and last[0].is_file() else None,
         },
+        # each process's parameter, gradient and optimizer-state bytes, by rank
+        "memory": read_memory(out / MEMORY_DIR),
     }
 
 
