@@ -59,6 +59,10 @@ class TrainStage:
         _check_monitors(cfg, errors)
         if not errors:
             _check_accelerator(cfg, errors)
+        if not errors:
+            from mlx.engine.parallel_checks import check_parallelism
+
+            check_parallelism(cfg, command, errors)
         if errors:
             raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"

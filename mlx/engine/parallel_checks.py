@@ -1,0 +1,73 @@
+"""Static checks of the parallelism options (``trainer.*``): what DeepSpeed or Lightning would
+refuse only after the processes are spawned, the data loaded and the model built. No heavy
+imports: torch only when the question is about the machine."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+DEEPSPEED_TARGETS = ("mlx.engine.DeepSpeedStrategy", "mlx.engine.deepspeed.DeepSpeedStrategy")
+
+
+def check_parallelism(cfg: DictConfig, command: str, errors: list[str]) -> None:
+    """Append a message to ``errors`` for each parallelism setting that cannot work here."""
+    trainer = OmegaConf.select(cfg, "trainer", default=None)
+    if not isinstance(trainer, DictConfig):
+        return
+    accelerator = trainer.get("accelerator")
+    devices = trainer.get("devices")
+
+    def on_cpu() -> bool:  # torch is imported only for the questions that need it
+        return accelerator == "cpu" or (accelerator == "auto" and not _has_cuda())
+
+    many = isinstance(devices, int) and devices > 1 and devices > (os.cpu_count() or 1)
+    if many and on_cpu():
+        errors.append(
+            f"trainer.devices={devices} asks for {devices} CPU processes, but this machine has "
+            f"{os.cpu_count()} CPU core(s): each process computes a full share of every step, so "
+            f"more processes than cores only make each step slower; use trainer.devices="
+            f"{os.cpu_count()} or fewer."
+        )
+    strategy = trainer.get("strategy")
+    if not isinstance(strategy, DictConfig) or strategy.get("_target_") not in DEEPSPEED_TARGETS:
+        return
+    stage = strategy.get("stage", 2)
+    if strategy.get("offload_parameters") is True and stage != 3:
+        errors.append(
+            f"trainer.strategy.offload_parameters=true needs ZeRO stage 3 "
+            f"(parallelism=deepspeed_zero3): stage {stage} keeps every parameter on every process "
+            "and partitions none to offload. Use trainer.strategy.offload_optimizer=true to "
+            "offload the optimizer state."
+        )
+    precision = str(trainer.get("precision", "32"))
+    if precision.startswith("16") and on_cpu():
+        errors.append(
+            f"trainer.precision={precision} needs a GPU: DeepSpeed's fp16 training (loss scaling, "
+            "half-precision kernels) does not run on CPU processes; use trainer.precision="
+            "bf16-mixed or 32 on the CPU, or trainer.accelerator=gpu."
+        )
+    if trainer.get("gradient_clip_algorithm") == "value":
+        errors.append(
+            "trainer.gradient_clip_algorithm=value: DeepSpeed clips gradients by norm only; use "
+            "trainer.gradient_clip_algorithm=norm."
+        )
+    ckpt = cfg.get("ckpt_path")
+    if isinstance(ckpt, str) and ckpt.endswith(".onnx"):
+        errors.append(
+            f"ckpt_path {ckpt} is an ONNX network, which runs in ONNX Runtime and has no torch "
+            "parameters for DeepSpeed to partition; test it with parallelism=single."
+        )
+    if command == "nas" or cfg.get("search_space") is not None:
+        errors.append(
+            "a one-shot NAS supernet cannot be trained under DeepSpeed ZeRO: each step trains a "
+            "different sampled path, and ZeRO expects every parameter it partitions to get a "
+            "gradient in every step; use parallelism=single or ddp for the search."
+        )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
