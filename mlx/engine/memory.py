@@ -84,6 +84,10 @@ def grads_bytes(module: torch.nn.Module, optimizer: Any = None) -> int:
         # DeepSpeed ZeRO 2 and 3 keep this rank's partition of the reduced gradients here
         for wrapper in _wrappers(optimizer):
             grads += list(_tensors_in(getattr(wrapper, "averaged_gradients", None)))
+            # ... and, offloaded, in CPU buffers or on the fp32 master partitions
+            grads += list(_tensors_in(getattr(wrapper, "accumulated_grads_in_cpu", None)))
+        inner = _inner(optimizer)
+        grads += [p.grad for g in inner.param_groups for p in g["params"] if p.grad is not None]
     return _nbytes(grads, [])
 
 
