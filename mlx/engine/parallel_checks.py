@@ -34,6 +34,8 @@ def check_parallelism(cfg: DictConfig, command: str, errors: list[str]) -> None:
     if not isinstance(strategy, DictConfig) or strategy.get("_target_") not in DEEPSPEED_TARGETS:
         return
     stage = strategy.get("stage", 2)
+    if stage not in (1, 2, 3):
+        errors.append(f"trainer.strategy.stage={stage!r}: ZeRO has stages 1, 2 and 3.")
     if strategy.get("offload_parameters") is True and stage != 3:
         errors.append(
             f"trainer.strategy.offload_parameters=true needs ZeRO stage 3 "

@@ -111,30 +111,39 @@ def _cfg(out: Path, *overrides: str):
     return compose_cfg([*QUIET, "tracking=none", *SHORT, "model=mlp", *overrides], out)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["parallelism=deepspeed_zero1"],
-        [
+ZERO3 = [
+    "parallelism=deepspeed_zero3",
+    "trainer.strategy.offload_optimizer=true",
+    "trainer.strategy.offload_parameters=true",
+    "trainer.precision=bf16-mixed",
+]
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory) -> Path:
+    """A ZeRO 3 run with everything offloaded, in bf16 (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("zero3") / "run"
+    mlx_run.run(_cfg(out, *ZERO3))
+    return out
+
+
+def _zero2_run(tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    mlx_run.run(
+        _cfg(
+            out,
             "parallelism=deepspeed_zero2",
             "trainer.strategy.offload_optimizer=true",
             "trainer.accumulate_grad_batches=2",
-        ],
-        [
-            "parallelism=deepspeed_zero3",
-            "trainer.strategy.offload_optimizer=true",
-            "trainer.strategy.offload_parameters=true",
-            "trainer.precision=bf16-mixed",
-        ],
-    ],
-    ids=["zero1", "zero2-offload-accumulate", "zero3-offload-bf16"],
-)
-def test_zero_run_writes_the_record_and_one_checkpoint(
-    overrides: list[str], tmp_path: Path
-) -> None:
-    out = tmp_path / "run"
-    mlx_run.run(_cfg(out, *overrides))
+        )
+    )
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["zero2-offload-accumulate", "zero3-offload-bf16"])
+def test_zero_run_writes_the_record_and_one_checkpoint(mode: str, request, tmp_path: Path) -> None:
+    out = _zero2_run(tmp_path) if mode.startswith("zero2") else request.getfixturevalue("zero3_run")
     metrics = json.loads((out / "metrics.json").read_text())
     assert "test/acc" in metrics["metrics"]
     memory = metrics["memory"]
@@ -150,18 +159,14 @@ def test_zero_run_writes_the_record_and_one_checkpoint(
 
 
 @pytest.mark.slow
-def test_zero3_eval_and_resume(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    mlx_run.run(_cfg(out, "parallelism=deepspeed_zero3"))
-    last = out / "checkpoints" / "last.ckpt"
+def test_zero3_eval_and_resume(zero3_run: Path, tmp_path: Path) -> None:
+    last = zero3_run / "checkpoints" / "last.ckpt"
     # mlx eval reads the consolidated file in one process, like any checkpoint
     ev = tmp_path / "eval"
     mlx_run.run(_cfg(ev, f"ckpt_path={last}"), command="eval")
     assert "test/acc" in json.loads((ev / "metrics.json").read_text())["metrics"]
     # resuming with the same parallelism continues from the shards (optimizer state included)
     again = tmp_path / "again"
-    mlx_run.run(
-        _cfg(again, "parallelism=deepspeed_zero3", f"ckpt_path={last}", "trainer.max_epochs=2")
-    )
+    mlx_run.run(_cfg(again, *ZERO3, f"ckpt_path={last}", "trainer.max_epochs=2"))
     history = (again / "history.csv").read_text().splitlines()
     assert len(history) == 2 and history[1].startswith("1,")  # only epoch 1 trained
