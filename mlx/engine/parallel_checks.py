@@ -5,8 +5,11 @@ imports: torch only when the question is about the machine."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from mlx.errors import ConfigError
 
 DEEPSPEED_TARGETS = ("mlx.engine.DeepSpeedStrategy", "mlx.engine.deepspeed.DeepSpeedStrategy")
 
@@ -73,3 +76,29 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def check_network(cfg: DictConfig, net: Any) -> None:
+    """What only the built network tells: DeepSpeed casts the whole network to bf16, and the
+    CPU's batch-norm kernel refuses bf16 inputs with fp32 running statistics."""
+    trainer = OmegaConf.select(cfg, "trainer", default=None)
+    if not isinstance(trainer, DictConfig):
+        return
+    strategy = trainer.get("strategy")
+    if not isinstance(strategy, DictConfig) or strategy.get("_target_") not in DEEPSPEED_TARGETS:
+        return
+    if not str(trainer.get("precision", "32")).startswith("bf16"):
+        return
+    if trainer.get("accelerator") not in ("cpu", "auto") or (
+        trainer.get("accelerator") == "auto" and _has_cuda()
+    ):
+        return
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if any(isinstance(m, _BatchNorm) for m in net.modules()):
+        raise ConfigError(
+            f"trainer.precision={trainer.get('precision')} under DeepSpeed on CPU processes "
+            "cannot train a network with batch normalization (this one has some): DeepSpeed "
+            "casts the network to bf16 and the CPU batch-norm kernel refuses it; use "
+            "trainer.precision=32, a network without batch norm, or GPUs."
+        )

@@ -83,6 +83,10 @@ class TrainStage:
         from mlx.engine.memory import MEMORY_DIR, MemoryCallback
 
         check_objective(self.cfg, state.model)
+        if self.training:
+            from mlx.engine.parallel_checks import check_network
+
+            check_network(self.cfg, state.model.net)
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 

@@ -73,3 +73,14 @@ def test_cli_exit_status_and_nothing_written(tmp_path: Path) -> None:
     assert res.returncode == 2 and "mlx: error:" in res.stderr, res.output[-2000:]
     assert "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_bf16_with_batch_norm_under_zero_on_cpu(tmp_path: Path) -> None:
+    import torch
+
+    from mlx.engine.parallel_checks import check_network
+
+    cfg = compose_cfg(["parallelism=deepspeed_zero2", "trainer.precision=bf16-mixed"], tmp_path)
+    with pytest.raises(MlxError, match="batch normalization"):
+        check_network(cfg, torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)))
+    check_network(cfg, torch.nn.Sequential(torch.nn.Linear(2, 2)))  # no batch norm: fine
