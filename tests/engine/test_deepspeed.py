@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mlx import run as mlx_run
 from mlx.engine.checkpoint import load
 from mlx.engine.deepspeed import shards_of
+from mlx.engine.memory import read_memory
 from tests.conftest import QUIET, SHORT, compose_cfg
 
 B = 4  # per-process batch
@@ -65,6 +66,8 @@ class _SaveAtEnd(pl.Callback):
 
 
 def _train(strategy: object, devices: int, path: Path) -> dict[str, torch.Tensor]:
+    from mlx.engine.memory import MemoryCallback
+
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -75,7 +78,7 @@ def _train(strategy: object, devices: int, path: Path) -> dict[str, torch.Tensor
         enable_progress_bar=False,
         enable_model_summary=False,
         use_distributed_sampler=False,
-        callbacks=[_SaveAtEnd(path)],
+        callbacks=[_SaveAtEnd(path), MemoryCallback(path.parent / "memory")],
     )
     trainer.fit(_Regression(), datamodule=_Ordered())
     return torch.load(path, weights_only=True)["state_dict"]
@@ -105,6 +108,34 @@ def test_two_processes_match_one_with_twice_the_batch(mode: str, single, tmp_pat
     for key, value in single.items():
         assert not torch.allclose(value, start[key])  # it trained
         torch.testing.assert_close(parallel[key], value, rtol=1e-4, atol=1e-5)
+    if mode in ("zero2", "zero3"):
+        _check_against_estimators(mode, read_memory(tmp_path / "memory"))
+
+
+def _check_against_estimators(mode: str, memory: dict[str, dict[str, int]]) -> None:
+    """DeepSpeed's estimators count mixed precision on GPUs: 16-bit parameters (and, for
+    stage 3, one gathered layer) besides the fp32 partitions (gradients, master parameters,
+    Adam's two moments: 16 bytes a parameter over N). Here everything is fp32: the parameters
+    are the model's own (stage 1/2) or the master partition itself (stage 3), so the measured
+    bytes are the estimate less its 16-bit and gathered-layer terms."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    psi, n, largest = 57, 2, 40  # _Regression's parameters; its largest layer (Linear(5, 8))
+    assert set(memory) == {"0", "1"}
+    for figures in memory.values():
+        total = sum(figures.values())
+        if mode == "zero2":
+            _, est = estimate_zero2_model_states_mem_needs(psi, n, cpu_offload=False)
+            expected = est - 2 * psi - 2 * psi / n + 4 * psi  # fp32 params, no 16-bit grads
+            assert figures["params_bytes"] == 4 * psi
+        else:
+            _, est, _ = estimate_zero3_model_states_mem_needs(
+                psi, largest, n, cpu_offload=False, cpu_offload_params=False
+            )
+            expected = est - 4 * largest - 2 * psi / n  # nothing gathered, no 16-bit copy
+            assert figures["params_bytes"] < 4 * psi
+        assert abs(total - expected) <= 0.1 * expected, (figures, expected)
 
 
 def _cfg(out: Path, *overrides: str):
