@@ -60,6 +60,10 @@ class TrainStage:
         if not errors:
             _check_accelerator(cfg, errors)
             _check_precision(cfg, errors)
+        if not errors:
+            from mlx.engine.parallel_checks import check_parallelism
+
+            check_parallelism(cfg, command, errors)
         if errors:
             raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
@@ -76,9 +80,15 @@ class TrainStage:
         return cls(cfg, training=command not in TESTING)
 
     def prepare(self, state: RunState) -> None:
-        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
+        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback, SpawnedGroupClosed
+        from mlx.engine.memory import MEMORY_DIR, MemoryCallback
 
         check_objective(self.cfg, state.model)
+        state.callbacks.append(SpawnedGroupClosed())
+        if self.training:
+            from mlx.engine.parallel_checks import check_network
+
+            check_network(self.cfg, state.model.net)
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -89,6 +99,7 @@ class TrainStage:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
+            state.callbacks.append(MemoryCallback(state.out / MEMORY_DIR))
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
 
@@ -223,6 +234,7 @@ def objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[
 def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
     """Epochs and checkpoints, read from what the run left on disk: with spawned DDP processes
     the training state never comes back to this process, the files do."""
+    from mlx.engine.memory import MEMORY_DIR, read_memory
     from mlx.record import HISTORY_FILE, read_history
 
     history = read_history(out / HISTORY_FILE)
@@ -240,6 +252,8 @@ def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
             "best": (cb.best_model_path or None) if cb else None,
             "last": str(last[0]) if last and last[0].is_file() else None,
         },
+        # each process's parameter, gradient and optimizer-state bytes, by rank
+        "memory": read_memory(out / MEMORY_DIR),
     }
 
 
