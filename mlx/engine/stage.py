@@ -59,6 +59,10 @@ class TrainStage:
         _check_monitors(cfg, errors)
         if not errors:
             _check_accelerator(cfg, errors)
+        if not errors and is_fsdp(cfg):
+            from mlx.engine.fsdp_checks import check_fsdp
+
+            check_fsdp(cfg, command, errors)
         if errors:
             raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
@@ -78,6 +82,11 @@ class TrainStage:
         from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
 
         check_objective(self.cfg, state.model)
+        if is_fsdp(self.cfg) and not any(True for _ in state.model.net.parameters()):
+            raise ConfigError(
+                f"parallelism=fsdp shards a network's parameters, but {type(state.model.net).__name__} "
+                "has none; train it with parallelism=single."
+            )
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -152,6 +161,12 @@ class TrainStage:
 
 
 Stage = TrainStage
+
+
+def is_fsdp(cfg: Any) -> bool:
+    """Whether the trainer shards the model (parallelism=fsdp)."""
+    target = OmegaConf.select(cfg, "trainer.strategy._target_", default=None)
+    return isinstance(target, str) and target.endswith("fsdp.SpawnedFSDP")
 
 
 @contextmanager
