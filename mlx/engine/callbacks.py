@@ -3,6 +3,7 @@ travels inside every checkpoint so that ``mlx eval`` and resumed runs can rebuil
 
 from __future__ import annotations
 
+import atexit
 import csv
 import math
 import time
@@ -107,19 +108,24 @@ class WeightsAfterFirstEpoch(pl.Callback):
 
 
 class SpawnedGroupClosed(pl.Callback):
-    """Close the process group at the end of a fit or test whose processes the strategy spawned
-    for it. Left open, the group's communication threads are still running when the spawned
-    process exits, and C++ ends it with ``terminate called without an active exception``
-    (SIGABRT), which fails the whole run after its work is done. Processes that torchrun or
-    SLURM started keep their group: their fit and test share it."""
+    """Close the process group when a process that the strategy spawned for a fit or test
+    exits. Left open, the group's communication threads are still running when the process
+    ends, and C++ stops it with ``terminate called without an active exception`` (SIGABRT),
+    which fails the whole run after its work is done. It is closed at exit, not at teardown:
+    a launcher may still gather the results over the group after the trainer's teardown (FSDP
+    does). Processes that torchrun or SLURM started keep their group: fit and test share it."""
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import torch.distributed as dist
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         from pytorch_lightning.strategies.launchers.multiprocessing import (
             _MultiProcessingLauncher,
         )
 
-        launcher = getattr(trainer.strategy, "launcher", None)
-        if isinstance(launcher, _MultiProcessingLauncher) and dist.is_initialized():
-            dist.barrier()  # no rank leaves while another still talks to it
-            dist.destroy_process_group()
+        if isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
+            atexit.register(_close_group)
+
+
+def _close_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

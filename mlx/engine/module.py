@@ -131,6 +131,13 @@ class LitModel(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def configure_model(self) -> None:
+        # only a sharding strategy (parallelism=fsdp: mlx.engine.fsdp.SpawnedFSDP) asks for this;
+        # every other mode trains the network as built
+        shard = getattr(self.trainer.strategy, "shard_module", None)
+        if shard is not None:
+            shard(self)
+
     def configure_optimizers(self) -> Any:
         opt = self.make_optimizer(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         if self.make_scheduler is None:

@@ -12,6 +12,18 @@ from omegaconf import DictConfig, OmegaConf
 from mlx.errors import ConfigError
 
 DEEPSPEED_TARGETS = ("mlx.engine.DeepSpeedStrategy", "mlx.engine.deepspeed.DeepSpeedStrategy")
+FSDP_TARGETS = ("mlx.engine.SpawnedFSDP", "mlx.engine.fsdp.SpawnedFSDP")
+
+
+def strategy_target(cfg: Any) -> str:
+    """The trainer strategy's ``_target_`` ("" for a strategy given by name or none)."""
+    target = OmegaConf.select(cfg, "trainer.strategy._target_", default=None)
+    return target if isinstance(target, str) else ""
+
+
+def is_fsdp(cfg: Any) -> bool:
+    """Whether the trainer shards the model with FSDP (parallelism=fsdp)."""
+    return strategy_target(cfg) in FSDP_TARGETS
 
 
 def check_parallelism(cfg: DictConfig, command: str, errors: list[str]) -> None:
@@ -33,9 +45,22 @@ def check_parallelism(cfg: DictConfig, command: str, errors: list[str]) -> None:
             f"more processes than cores only make each step slower; use trainer.devices="
             f"{os.cpu_count()} or fewer."
         )
-    strategy = trainer.get("strategy")
-    if not isinstance(strategy, DictConfig) or strategy.get("_target_") not in DEEPSPEED_TARGETS:
+    target = strategy_target(cfg)
+    precision = str(trainer.get("precision", "32"))
+    if target in DEEPSPEED_TARGETS + FSDP_TARGETS and precision.startswith("16") and on_cpu():
+        mode = "DeepSpeed's" if target in DEEPSPEED_TARGETS else "FSDP's"
+        errors.append(
+            f"trainer.precision={precision} needs a GPU: {mode} float16 training (loss scaling, "
+            "half-precision kernels) does not run on CPU processes; use trainer.precision="
+            "bf16-mixed or 32 on the CPU, or trainer.accelerator=gpu."
+        )
+    if target in FSDP_TARGETS:
+        from mlx.engine.fsdp_checks import check_fsdp
+
+        check_fsdp(cfg, command, errors)
+    if target not in DEEPSPEED_TARGETS:
         return
+    strategy = trainer.strategy
     stage = strategy.get("stage", 2)
     if stage not in (1, 2, 3):
         errors.append(f"trainer.strategy.stage={stage!r}: ZeRO has stages 1, 2 and 3.")
@@ -45,13 +70,6 @@ def check_parallelism(cfg: DictConfig, command: str, errors: list[str]) -> None:
             f"(parallelism=deepspeed_zero3): stage {stage} keeps every parameter on every process "
             "and partitions none to offload. Use trainer.strategy.offload_optimizer=true to "
             "offload the optimizer state."
-        )
-    precision = str(trainer.get("precision", "32"))
-    if precision.startswith("16") and on_cpu():
-        errors.append(
-            f"trainer.precision={precision} needs a GPU: DeepSpeed's fp16 training (loss scaling, "
-            "half-precision kernels) does not run on CPU processes; use trainer.precision="
-            "bf16-mixed or 32 on the CPU, or trainer.accelerator=gpu."
         )
     if precision.startswith("bf16") and on_cpu() and _batch_norm_in_config(cfg):
         errors.append(_BF16_BATCH_NORM.format(precision=precision))
@@ -103,11 +121,13 @@ def _has_cuda() -> bool:
 def check_network(cfg: DictConfig, net: Any) -> None:
     """What only the built network tells: DeepSpeed casts the whole network to bf16, and the
     CPU's batch-norm kernel refuses bf16 inputs with fp32 running statistics."""
+    if is_fsdp(cfg) and not any(True for _ in net.parameters()):
+        raise ConfigError(
+            f"parallelism=fsdp shards a network's parameters, but {type(net).__name__} has none; "
+            "train it with parallelism=single."
+        )
     trainer = OmegaConf.select(cfg, "trainer", default=None)
-    if not isinstance(trainer, DictConfig):
-        return
-    strategy = trainer.get("strategy")
-    if not isinstance(strategy, DictConfig) or strategy.get("_target_") not in DEEPSPEED_TARGETS:
+    if not isinstance(trainer, DictConfig) or strategy_target(cfg) not in DEEPSPEED_TARGETS:
         return
     if not str(trainer.get("precision", "32")).startswith("bf16"):
         return
