@@ -50,7 +50,7 @@ def test_run_help_lists_groups_and_options(tmp_path: Path) -> None:
     for line in (
         "data: breast_cancer, csv, diabetes, digits, mnist5k",
         "model: cnn, mlp, nas, resnet",
-        "parallelism: ddp, single",
+        "parallelism: ddp, pipeline, single",
         "experiment: ",
     ):
         assert line in res.stdout, res.stdout

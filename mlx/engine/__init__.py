@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LitModel", "HistoryCallback", "ConfigInCheckpoint"]
+__all__ = ["LitModel", "HistoryCallback", "ConfigInCheckpoint", "PipelineStrategy"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +16,10 @@ def __getattr__(name: str) -> Any:
         from mlx.engine.module import LitModel
 
         return LitModel
+    if name == "PipelineStrategy":
+        from mlx.engine.pipeline import PipelineStrategy
+
+        return PipelineStrategy
     if name in ("HistoryCallback", "ConfigInCheckpoint"):
         from mlx.engine import callbacks
 
