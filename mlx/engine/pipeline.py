@@ -14,7 +14,6 @@ per-stage optimizer states are merged into one.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, Literal
 
 import torch
@@ -24,8 +23,6 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from mlx.errors import ConfigError
-
-log = logging.getLogger("mlx")
 
 SCHEDULES = ("GPipe", "1F1B")
 
@@ -127,14 +124,6 @@ class PipelineStrategy(DDPStrategy):
         self._owners = [Stage(*part) for part in parts]
         self._stage_module = self._owners[self.global_rank]
         self._schedules = {}
-        if self.global_rank == 0:
-            log.info(
-                "pipeline: %d stages, %s schedule, %d micro-batches\n%s",
-                self.world_size,
-                self.schedule,
-                self.micro_batches,
-                describe_split(parts),
-            )
 
     def backward(self, closure_loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> Tensor:
         # the schedule ran the backward pass inside the training step

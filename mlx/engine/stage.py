@@ -81,9 +81,10 @@ class TrainStage:
         check_objective(self.cfg, state.model)
         if _pipelined(self.cfg):
             # the network must cut into trainer.devices stages, before any process starts
-            from mlx.engine.pipeline import network_layers, split_layers
+            from mlx.engine.pipeline import describe_split, network_layers, split_layers
 
-            split_layers(network_layers(state.model.net), int(self.cfg.trainer.devices))
+            parts = split_layers(network_layers(state.model.net), int(self.cfg.trainer.devices))
+            log.info("pipeline: the network's layers on each stage\n%s", describe_split(parts))
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -372,7 +373,7 @@ def _check_pipeline(cfg: Any, errors: list[str]) -> None:
     node = cfg.trainer.strategy
     ok_d, devices = _value(cfg.trainer, "devices")
     ok_m, micro = _value(node, "micro_batches")
-    ok_b, batch = _value(cfg, "data.batch_size") if "data" in cfg else (False, None)
+    ok_b, batch = _value(cfg.data, "batch_size") if "data" in cfg else (False, None)
     ok_p, precision = _value(cfg.trainer, "precision") if "precision" in cfg.trainer else (True, 32)
     if ok_d and not (isinstance(devices, int) and devices >= 2):
         errors.append(
@@ -385,13 +386,13 @@ def _check_pipeline(cfg: Any, errors: list[str]) -> None:
             f"equal micro-batches; use a batch size that is a multiple of {micro}."
         )
     schedule = node.get("schedule", "GPipe")
-    if ok_m and ok_d and schedule == "1F1B" and isinstance(micro, int) and isinstance(devices, int):
-        if micro < devices:
-            errors.append(
-                f"the 1F1B schedule needs at least one micro-batch per stage: "
-                f"trainer.strategy.micro_batches={micro} < trainer.devices={devices}; raise "
-                "micro_batches or use schedule=GPipe."
-            )
+    ints = isinstance(micro, int) and isinstance(devices, int)
+    if ok_m and ok_d and schedule == "1F1B" and ints and micro < devices:
+        errors.append(
+            f"the 1F1B schedule needs at least one micro-batch per stage: "
+            f"trainer.strategy.micro_batches={micro} < trainer.devices={devices}; raise "
+            "micro_batches or use schedule=GPipe."
+        )
     if ok_p and str(precision) not in ("32", "32-true"):
         errors.append(
             f"parallelism=pipeline trains in 32-bit precision only (trainer.precision={precision!r} "
