@@ -110,6 +110,7 @@ class PipelineStrategy(DDPStrategy):
         self._stage_module: nn.Module | None = None
         self._owners: list[nn.Module] = []  # each stage's layers, in order
         self._schedules: dict[int, Any] = {}
+        self._grads: list[Tensor | None] = []  # the stage's gradients, from step to backward
 
     # -- no DistributedDataParallel: each process trains its own parameters -----------------
 
@@ -126,7 +127,12 @@ class PipelineStrategy(DDPStrategy):
         self._schedules = {}
 
     def backward(self, closure_loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> Tensor:
-        # the schedule ran the backward pass inside the training step
+        # the schedule ran the backward pass inside the training step; Lightning zeroed the
+        # gradients between the step and this call, so they are put back
+        assert self._stage_module is not None
+        for param, grad in zip(self._stage_module.parameters(), self._grads, strict=True):
+            param.grad = grad
+        self._grads = []
         return closure_loss
 
     # -- steps -----------------------------------------------------------------------------
@@ -167,10 +173,16 @@ class PipelineStrategy(DDPStrategy):
 
     def _train(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch  # (B, *input_shape), (B,)
+        # the first stage's batch is the step's: its targets go to every process (each
+        # process shuffles with its own seed)
+        y = y.contiguous()
+        dist.broadcast(y, src=0)
         schedule = self._pipeline(x)
         first, last = self.global_rank == 0, self.global_rank == self.world_size - 1
         args = (x,) if first else ()
         out = schedule.step(*args, target=y if last else None, losses=[] if last else None)
+        assert self._stage_module is not None
+        self._grads = [p.grad for p in self._stage_module.parameters()]
         model = self.lightning_module
         shape = (y.shape[0], model.net.layers()[-1].out_features)
         out = out.detach().float() if last else torch.empty(shape, device=self.root_device)
