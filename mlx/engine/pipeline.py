@@ -127,11 +127,15 @@ class PipelineStrategy(DDPStrategy):
         self._schedules = {}
 
     def backward(self, closure_loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> Tensor:
-        # the schedule ran the backward pass inside the training step; Lightning zeroed the
-        # gradients between the step and this call, so they are put back
+        # the schedule ran the backward pass inside the training step; its gradients are added
+        # now, as autograd would (Lightning may have zeroed the gradients in between, at the
+        # first batch of an accumulation), scaled like Lightning scales an accumulated loss
         assert self._stage_module is not None
+        scale = 1.0 / self.lightning_module.trainer.accumulate_grad_batches
         for param, grad in zip(self._stage_module.parameters(), self._grads, strict=True):
-            param.grad = grad
+            if grad is not None:
+                grad = grad * scale
+                param.grad = grad if param.grad is None else param.grad + grad
         self._grads = []
         return closure_loss
 
@@ -180,9 +184,18 @@ class PipelineStrategy(DDPStrategy):
         schedule = self._pipeline(x)
         first, last = self.global_rank == 0, self.global_rank == self.world_size - 1
         args = (x,) if first else ()
-        out = schedule.step(*args, target=y if last else None, losses=[] if last else None)
+        # the schedule's backward accumulates into .grad, which still holds the previous
+        # step's gradients (Lightning zeroes them just before its backward, not after the step):
+        # the schedule starts from none, and what was there is put back for Lightning
         assert self._stage_module is not None
-        self._grads = [p.grad for p in self._stage_module.parameters()]
+        params = list(self._stage_module.parameters())
+        before = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        out = schedule.step(*args, target=y if last else None, losses=[] if last else None)
+        self._grads = [p.grad for p in params]
+        for p, grad in zip(params, before, strict=True):
+            p.grad = grad
         model = self.lightning_module
         shape = (y.shape[0], model.net.layers()[-1].out_features)
         out = out.detach().float() if last else torch.empty(shape, device=self.root_device)
