@@ -36,6 +36,19 @@ def test_pipeline_trains_and_best_ckpt_evaluates(tmp_path: Path, model: str) -> 
     assert ev.returncode == 0, ev.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
     assert 0.0 <= metrics["test/acc"] <= 1.0
+    if model != "mlp":
+        return
+    # last.ckpt holds every stage's optimizer state and resumes in pipeline mode
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    raw = torch.load(last, weights_only=True)
+    assert len(raw["optimizer_states"][0]["state"]) == len(loaded.state_dict)  # MLP: no buffers
+    res = run_cli(
+        "run", "parallelism=pipeline", "model=mlp", "debug=limit", "trainer.max_epochs=3", *FAST,
+        f"ckpt_path={last}", "hydra.run.dir=resumed", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.output
+    resumed = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    assert torch.load(resumed, weights_only=True)["global_step"] == raw["global_step"] + 3
 
 
 @pytest.mark.parametrize(
