@@ -235,6 +235,12 @@ class PipelineStrategy(DDPStrategy):
                 for tensor in owner.state_dict().values():
                     dist.broadcast(tensor, src=rank)
 
+    def on_train_end(self) -> None:
+        # Lightning hands rank 0's weights back to the main process after fit (the network
+        # the later stages of the run use): rank 0 must hold every stage's, not only its own
+        super().on_train_end()
+        self.gather_weights()
+
     def lightning_module_state_dict(self) -> dict[str, Any]:
         self.gather_weights()
         return super().lightning_module_state_dict()
