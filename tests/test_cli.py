@@ -50,7 +50,7 @@ def test_run_help_lists_groups_and_options(tmp_path: Path) -> None:
     for line in (
         "data: breast_cancer, csv, diabetes, digits, mnist5k",
         "model: cnn, mlp, nas, resnet",
-        "parallelism: ddp, deepspeed_zero1, deepspeed_zero2, deepspeed_zero3, fsdp, single",
+        "parallelism: ddp, deepspeed_zero1, deepspeed_zero2, deepspeed_zero3, fsdp, pipeline, single",
         "experiment: ",
     ):
         assert line in res.stdout, res.stdout

@@ -260,7 +260,9 @@ class ArrayDataModule(pl.LightningDataModule):
         self._data()
         dataset = self.datasets[split]
         trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
+        # a pipeline's stages all read the same batches (its strategy has data_shards = 1)
+        shards = getattr(trainer.strategy, "data_shards", trainer.world_size) if trainer else 1
+        if trainer is not None and shards > 1:
             # each rank reads its own shard; DistributedSampler pads the shards to equal length
             # by repeating a few examples, so that every rank runs the same number of steps
             sampler: Any = DistributedSampler(

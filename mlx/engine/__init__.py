@@ -14,6 +14,7 @@ __all__ = [
     "ConfigInCheckpoint",
     "DeepSpeedStrategy",
     "MemoryCallback",
+    "PipelineStrategy",
 ]
 
 
@@ -22,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from mlx.engine.module import LitModel
 
         return LitModel
+    if name == "PipelineStrategy":
+        from mlx.engine.pipeline import PipelineStrategy
+
+        return PipelineStrategy
     if name in ("HistoryCallback", "ConfigInCheckpoint"):
         from mlx.engine import callbacks
 

@@ -87,15 +87,24 @@ class LitModel(pl.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch  # (B, *input_shape), (B,)
-        out = self.net(x)  # (B, num_outputs)
+        return self.score(self.net(x), y, split)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The task's loss of outputs ``(B, num_outputs)`` against targets ``(B,)``."""
+        if self.task == "classification":
+            return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        return F.mse_loss(out.squeeze(-1), y)
+
+    def score(self, out: Tensor, y: Tensor, split: str) -> Tensor:
+        """The loss of a batch's outputs, added with the other metrics to the split's epoch
+        metrics (the pipeline strategy calls it with the outputs of its last stage)."""
         n = y.shape[0]
         m = self.epoch_metrics
+        loss = self.loss(out, y)
         if self.task == "classification":
-            loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
             m[f"{split}_acc"].update((out.argmax(dim=1) == y).float().mean(), n)
         else:
             pred = out.squeeze(-1)  # (B,)
-            loss = F.mse_loss(pred, y)
             m[f"{split}_mae"].update((pred - y).abs().mean().detach(), n)
             m[f"{split}_r2"].update(pred.detach(), y)
         m[f"{split}_loss"].update(loss.detach(), n)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlx.errors import ConfigError
 
 DEEPSPEED_TARGETS = ("mlx.engine.DeepSpeedStrategy", "mlx.engine.deepspeed.DeepSpeedStrategy")
-FSDP_TARGETS = ("mlx.engine.SpawnedFSDP", "mlx.engine.fsdp.SpawnedFSDP")
+FSDP_TARGETS = ("mlx.engine.fsdp.SpawnedFSDP",)
 
 
 def strategy_target(cfg: Any) -> str:

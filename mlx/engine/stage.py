@@ -57,6 +57,7 @@ class TrainStage:
         errors: list[str] = []
         _check_optimizer(cfg, errors)
         _check_monitors(cfg, errors)
+        _check_pipeline(cfg, errors)
         if not errors:
             _check_accelerator(cfg, errors)
             _check_precision(cfg, errors)
@@ -89,6 +90,12 @@ class TrainStage:
             from mlx.engine.parallel_checks import check_network
 
             check_network(self.cfg, state.model.net)
+        if _pipelined(self.cfg):
+            # the network must cut into trainer.devices stages, before any process starts
+            from mlx.engine.pipeline import describe_split, network_layers, split_layers
+
+            parts = split_layers(network_layers(state.model.net), int(self.cfg.trainer.devices))
+            log.info("pipeline: the network's layers on each stage\n%s", describe_split(parts))
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -383,6 +390,47 @@ def _check_precision(cfg: Any, errors: list[str]) -> None:
         errors.append(
             f"trainer.precision={precision} needs bfloat16, which {torch.cuda.get_device_name()} "
             "does not have; use trainer.precision=16-mixed (float16 with loss scaling) or 32-true."
+        )
+
+
+def _pipelined(cfg: Any) -> bool:
+    target = OmegaConf.select(cfg, "trainer.strategy._target_", default=None)
+    return isinstance(target, str) and target.endswith("PipelineStrategy")
+
+
+def _check_pipeline(cfg: Any, errors: list[str]) -> None:
+    """parallelism=pipeline: a stage per process, batches that split into the micro-batches,
+    the precision the pipeline supports."""
+    if not _pipelined(cfg):
+        return
+    node = cfg.trainer.strategy
+    ok_d, devices = _value(cfg.trainer, "devices")
+    ok_m, micro = _value(node, "micro_batches")
+    ok_b, batch = _value(cfg.data, "batch_size") if "data" in cfg else (False, None)
+    ok_p, precision = _value(cfg.trainer, "precision") if "precision" in cfg.trainer else (True, 32)
+    if ok_d and not (isinstance(devices, int) and devices >= 2):
+        errors.append(
+            f"parallelism=pipeline runs one stage per process and needs trainer.devices >= 2 "
+            f"(a number), not {devices!r}; use parallelism=single for one process."
+        )
+    if ok_m and ok_b and isinstance(micro, int) and isinstance(batch, int) and batch % micro:
+        errors.append(
+            f"data.batch_size={batch} does not split into trainer.strategy.micro_batches={micro} "
+            f"equal micro-batches; use a batch size that is a multiple of {micro}."
+        )
+    schedule = node.get("schedule", "GPipe")
+    ints = isinstance(micro, int) and isinstance(devices, int)
+    if ok_m and ok_d and schedule == "1F1B" and ints and micro < devices:
+        errors.append(
+            f"the 1F1B schedule needs at least one micro-batch per stage: "
+            f"trainer.strategy.micro_batches={micro} < trainer.devices={devices}; raise "
+            "micro_batches or use schedule=GPipe."
+        )
+    if ok_p and str(precision) not in ("32", "32-true"):
+        errors.append(
+            f"parallelism=pipeline trains in 32-bit precision only (trainer.precision={precision!r} "
+            "is not supported: the stages exchange activations whose dtype is fixed when the "
+            "pipeline is built); use trainer.precision=32-true."
         )
 
 

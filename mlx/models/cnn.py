@@ -63,6 +63,11 @@ class CNN(nn.Module):
         head.append(nn.Linear(flat, num_outputs))
         self.head = nn.Sequential(*head)
 
+    def layers(self) -> list[nn.Module]:
+        """The network as a flat sequence of layers whose composition is ``forward`` (the
+        pipeline strategy cuts it into stages)."""
+        return [*self.features, *self.head]
+
     def forward(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, channels[-1], H / 2^S, W / 2^S) -> (B, num_outputs)
         return self.head(self.features(x))

@@ -44,6 +44,11 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_outputs)
 
+    def layers(self) -> list[nn.Module]:
+        """The network as a flat sequence of layers whose composition is ``forward`` (the
+        pipeline strategy cuts it into stages)."""
+        return [*self.body, self.head]
+
     def forward(self, x: Tensor) -> Tensor:
         # (B, *input_shape) -> (B, num_outputs)
         return self.head(self.body(x))

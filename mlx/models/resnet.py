@@ -79,6 +79,11 @@ class ResNet(nn.Module):
             nn.Linear(c, num_outputs),
         )
 
+    def layers(self) -> list[nn.Module]:
+        """The network as a flat sequence of layers whose composition is ``forward`` (the
+        pipeline strategy cuts it into stages)."""
+        return [self.stem, *self.blocks, *self.head]
+
     def forward(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, widths[-1], H', W') -> (B, num_outputs)
         return self.head(self.blocks(self.stem(x)))
