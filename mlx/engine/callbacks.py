@@ -29,6 +29,22 @@ class HistoryCallback(pl.Callback):
         self._open: tuple[int, float] | None = None  # (epoch, start) begun in this process
         self._lr: float | None = None
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a resumed run keeps the rows of the epochs its checkpoint holds (the epoch the
+        # checkpoint was taken in included: it is closed without training) and drops the rest,
+        # which the resumed run trains again
+        if trainer.ckpt_path is None or not trainer.is_global_zero or self.rows:
+            return
+        from mlx.record import read_history
+
+        done = trainer.current_epoch
+        self.rows = [
+            {k: int(v) if k in ("epoch", "step") else v for k, v in row.items()}
+            for row in read_history(self.path)
+            if row["epoch"] <= done
+        ]
+        self._write()
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close(trainer)
         self._open = (trainer.current_epoch, time.perf_counter())
@@ -104,3 +120,74 @@ class WeightsAfterFirstEpoch(pl.Callback):
         if self.state is None and trainer.current_epoch == 0:
             net = getattr(pl_module, "net", pl_module)
             self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class RandomStates(pl.Callback):
+    """Carries the random states of Python, NumPy and torch (CPU and CUDA) in each checkpoint
+    and sets them again when training resumes from it, so that the epochs after a resume draw
+    the same numbers (dropout, augmentations, the loaders' base seeds) as an uninterrupted run.
+
+    The states, and the data module's (its train order, see ``ArrayDataModule.state_dict``),
+    are set when the first epoch after the resume starts, not when the checkpoint is loaded:
+    between the two, Lightning builds the train loader's iterator once more than an
+    uninterrupted run does (which draws from both). The states are those of the process that
+    saved (rank 0); every rank gets them, as every rank was seeded alike.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+        self._pending_data: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        dm = trainer.datamodule
+        if dm is not None:
+            self._pending_data = checkpoint.get(type(dm).__qualname__)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is not None:
+            self._set(self._pending)
+            self._pending = None
+        if self._pending_data is not None and trainer.datamodule is not None:
+            trainer.datamodule.load_state_dict(self._pending_data)
+            self._pending_data = None
+
+    @staticmethod
+    def _set(state: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        version, keys, gauss = state["python"]
+        random.setstate((version, tuple(keys), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        cuda = state.get("cuda")
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(cuda)

@@ -75,7 +75,7 @@ class TrainStage:
         return cls(cfg, training=command not in TESTING)
 
     def prepare(self, state: RunState) -> None:
-        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
+        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback, RandomStates
 
         check_objective(self.cfg, state.model)
         if self.cfg.ckpt_path is not None:
@@ -88,6 +88,7 @@ class TrainStage:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
+            state.callbacks.append(RandomStates())
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
 

@@ -1,0 +1,133 @@
+"""Fault-tolerant runs: a run killed mid-way and started again with the same command in the same
+folder ends with the same weights and metrics as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import MLX, QUIET, run_cli
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = [
+    *QUIET,
+    "trainer.max_epochs=4",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.batch_size=32",
+]
+
+
+def _history(run: Path) -> list[dict[str, str]]:
+    path = run / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _kill_after(args: list[str], run: Path, epochs: int, sig: int) -> int:
+    """Start ``mlx run``, send ``sig`` once ``epochs`` epochs are done (their checkpoints
+    written: an epoch's history row is written when the next one starts), return its exit."""
+    proc = subprocess.Popen(
+        [MLX, "run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while len(_history(run)) < epochs and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it was killed: {proc.stderr.read()}"
+    os.kill(proc.pid, sig)
+    return proc.wait(timeout=120)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The uninterrupted runs to compare with, one per parallelism."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    runs = {}
+    for mode, extra in (
+        ("single", ["tracking=wandb"]),
+        ("ddp", ["parallelism=ddp", "tracking=none"]),
+    ):
+        run = root / mode
+        result = run_cli("run", *SETTINGS, *extra, f"hydra.run.dir={run}")
+        assert result.returncode == 0, result.output
+        runs[mode] = run
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("single", ["tracking=wandb"]), ("ddp", ["parallelism=ddp", "tracking=none"])],
+)
+def test_kill_and_resume_equals_uninterrupted(
+    uninterrupted: dict[str, Path], tmp_path: Path, mode: str, extra: list[str]
+) -> None:
+    run = tmp_path / "run"
+    args = [*SETTINGS, *extra, f"hydra.run.dir={run}"]
+    assert _kill_after(args, run, 2, signal.SIGKILL) == -signal.SIGKILL
+    assert not (run / "metrics.json").exists()
+    result = run_cli("run", *args)
+    assert result.returncode == 0, result.output
+    reference = uninterrupted[mode]
+    for name in ("best.ckpt", "last.ckpt"):
+        _same_weights(run / "checkpoints" / name, reference / "checkpoints" / name)
+    got, want = _metrics(run), _metrics(reference)
+    assert got["status"] == "completed"
+    assert got["metrics"] == want["metrics"]
+    assert got["objective"] == want["objective"]
+    assert got["resumed"]["times"] == 1 and got["resumed"]["from_epoch"] >= 1
+    # one history row per epoch, the epochs before the kill kept
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    ref_rows = _history(reference)
+    for row, ref in zip(rows, ref_rows, strict=True):
+        assert {k: v for k, v in row.items() if k != "seconds"} == {
+            k: v for k, v in ref.items() if k != "seconds"
+        }
+    if mode == "single":
+        # the same offline W&B run continued: one run id, two offline run folders for it
+        run_id = (run / "wandb_id.txt").read_text().strip()
+        folders = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
+        assert len(folders) == 2, list((run / "wandb").iterdir())
+    # finished: the same command again is refused, nothing overwritten
+    again = run_cli("run", *args)
+    assert again.returncode == 2
+    assert "holds a finished run" in again.output and "Traceback" not in again.output
+    assert _metrics(run) == got
+
+
+def test_config_differs_names_the_keys(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*SETTINGS, "tracking=none", f"hydra.run.dir={run}"]
+    _kill_after(args, run, 1, signal.SIGKILL)
+    result = run_cli("run", *args, "model.lr=0.5", "seed=3")
+    assert result.returncode == 2, result.output
+    assert "mlx: error:" in result.output and "Traceback" not in result.output
+    assert "model.lr" in result.output and "seed" in result.output
+    assert not (run / "metrics.json").exists()
