@@ -58,8 +58,8 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
             if stage.needs_objects and state.model is None:
                 with recorder.stage("setup"):
                     build_objects(cfg, state, [s for s in stages if s.needs_objects])
-            if recorder.status == "pruned":
-                log.info("stage %s: skipped (the trial was pruned)", stage.name)
+            if recorder.status in ("pruned", "interrupted"):
+                log.info("stage %s: skipped (the run was %s)", stage.name, recorder.status)
                 continue
             with recorder.stage(stage.name):
                 stage.run(state)

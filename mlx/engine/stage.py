@@ -100,14 +100,29 @@ class TrainStage:
 
     def _fit_and_test(self, state: RunState) -> None:
         """Fit, then test the best checkpoint; the record gets metrics, objective and summary."""
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
         recorder, trainer, model = state.recorder, state.trainer, state.model
-        with gc_frozen():
-            trainer.fit(
-                model,
-                datamodule=state.datamodule,
-                ckpt_path=self.cfg.ckpt_path,
-                weights_only=not self.cfg.get("trust_checkpoint"),
+        try:
+            with gc_frozen():
+                trainer.fit(
+                    model,
+                    datamodule=state.datamodule,
+                    ckpt_path=self.cfg.ckpt_path,
+                    weights_only=not self.cfg.get("trust_checkpoint"),
+                )
+        except SIGTERMException:
+            # SIGTERM (SLURM, Kubernetes): Lightning stopped after the current batch. The
+            # partial epoch is abandoned: checkpoints/last.ckpt, taken when the last whole
+            # epoch ended, is where the run continues exactly when started again
+            recorder.status = "interrupted"
+            recorder.extra.update(run_summary(trainer, state.datamodule, state.out))
+            recorder.objective = objective(self.cfg, trainer, {})
+            log.warning(
+                "SIGTERM: training stopped; run the same command again to continue from %s",
+                recorder.extra["checkpoints"]["last"] or "the start (no epoch had ended)",
             )
+            return
         fit_metrics = scalar_metrics(trainer)
         # read before testing: testing restores the best checkpoint's callback state
         recorder.extra.update(run_summary(trainer, state.datamodule, state.out))

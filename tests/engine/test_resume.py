@@ -40,13 +40,20 @@ def _kill_after(args: list[str], run: Path, epochs: int, sig: int) -> int:
     """Start ``mlx run``, send ``sig`` once ``epochs`` epochs are done (their checkpoints
     written: an epoch's history row is written when the next one starts), return its exit."""
     proc = subprocess.Popen(
-        [MLX, "run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [MLX, "run", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while len(_history(run)) < epochs and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, f"the run ended before it was killed: {proc.stderr.read()}"
-    os.kill(proc.pid, sig)
+    if sig == signal.SIGKILL:
+        os.killpg(proc.pid, sig)  # the whole job, DDP's processes too, as a scheduler does
+    else:
+        os.kill(proc.pid, sig)
     return proc.wait(timeout=120)
 
 
@@ -131,3 +138,22 @@ def test_config_differs_names_the_keys(tmp_path: Path) -> None:
     assert "mlx: error:" in result.output and "Traceback" not in result.output
     assert "model.lr" in result.output and "seed" in result.output
     assert not (run / "metrics.json").exists()
+
+
+def test_sigterm_stops_cleanly_and_resumes_exactly(
+    uninterrupted: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = [*SETTINGS, "tracking=none", f"hydra.run.dir={run}"]
+    assert _kill_after(args, run, 2, signal.SIGTERM) == 0
+    record = _metrics(run)
+    assert record["status"] == "interrupted" and record["error"] is None
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    result = run_cli("run", *args)
+    assert result.returncode == 0, result.output
+    reference = uninterrupted["single"]
+    for name in ("best.ckpt", "last.ckpt"):
+        _same_weights(run / "checkpoints" / name, reference / "checkpoints" / name)
+    got = _metrics(run)
+    assert got["status"] == "completed" and got["metrics"] == _metrics(reference)["metrics"]
+    assert got["resumed"]["times"] == 1
