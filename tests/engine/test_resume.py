@@ -138,6 +138,20 @@ def test_config_differs_names_the_keys(tmp_path: Path) -> None:
     assert "mlx: error:" in result.output and "Traceback" not in result.output
     assert "model.lr" in result.output and "seed" in result.output
     assert not (run / "metrics.json").exists()
+    # resume=DIR reruns the folder's own config in it
+    resumed = run_cli("run", f"resume={run}")
+    assert resumed.returncode == 0, resumed.output
+    record = _metrics(run)
+    assert record["status"] == "completed" and record["resumed"]["times"] == 1
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3]
+
+
+def test_resume_needs_a_run_folder(tmp_path: Path) -> None:
+    result = run_cli("run", f"resume={tmp_path}")
+    assert result.returncode == 2
+    assert "not a folder mlx run wrote" in result.output and "Traceback" not in result.output
+    other = run_cli("run", f"resume={tmp_path}", "seed=1")
+    assert other.returncode == 2 and "takes no other overrides" in other.output
 
 
 def test_sigterm_stops_cleanly_and_resumes_exactly(
