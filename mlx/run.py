@@ -41,7 +41,7 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
     training one)."""
     out = Path(cfg.paths.output_dir)
     with errors_reported():
-        resumed = continue_run(cfg, out) if command == "run" else None
+        resumed = continue_run(cfg, out) if command == "run" and single_run() else None
         validate(cfg)
         check_stages(cfg, command)
         stages = build_stages(cfg, command)
@@ -250,6 +250,15 @@ def errors_reported() -> Iterator[None]:
         if not single or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise SystemExit(report(e)) from None
+
+
+def single_run() -> bool:
+    """Whether this is a single run (not a job of a multirun, whose sweeper resumes its own
+    trials, nor a run started from Python without Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 def job_overrides() -> list[str]:
