@@ -106,7 +106,11 @@ def test_kill_and_resume_equals_uninterrupted(
         _same_weights(run / "checkpoints" / name, reference / "checkpoints" / name)
     got, want = _metrics(run), _metrics(reference)
     assert got["status"] == "completed"
-    assert got["metrics"] == want["metrics"]
+    # DDP's epoch means of logged metrics are all-reduced over gloo, whose summation order
+    # varies from run to run in the last bits (the uninterrupted run differs from itself
+    # there); the weights are exact in both modes
+    close = (lambda v: v) if mode == "single" else (lambda v: pytest.approx(v, rel=1e-6))
+    assert got["metrics"] == close(want["metrics"])
     assert got["objective"] == want["objective"]
     assert got["resumed"]["times"] == 1 and got["resumed"]["from_epoch"] >= 1
     # one history row per epoch, the epochs before the kill kept
@@ -114,9 +118,9 @@ def test_kill_and_resume_equals_uninterrupted(
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     ref_rows = _history(reference)
     for row, ref in zip(rows, ref_rows, strict=True):
-        assert {k: v for k, v in row.items() if k != "seconds"} == {
-            k: v for k, v in ref.items() if k != "seconds"
-        }
+        assert {k: float(v) for k, v in row.items() if k != "seconds"} == close(
+            {k: float(v) for k, v in ref.items() if k != "seconds"}
+        )
     if mode == "single":
         # the same offline W&B run continued: one run id, two offline run folders for it
         run_id = (run / "wandb_id.txt").read_text().strip()
