@@ -191,3 +191,22 @@ class RandomStates(pl.Callback):
             and len(cuda) == torch.cuda.device_count()
         ):
             torch.cuda.set_rng_state_all(cuda)
+
+
+class SpawnedGroupClosed(pl.Callback):
+    """Close the process group at the end of a fit or test whose processes the strategy spawned
+    for it. Left open, the group's communication threads are still running when the spawned
+    process exits, and C++ ends it with ``terminate called without an active exception``
+    (SIGABRT), which fails the whole run after its work is done. Processes that torchrun or
+    SLURM started keep their group: their fit and test share it."""
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import torch.distributed as dist
+        from pytorch_lightning.strategies.launchers.multiprocessing import (
+            _MultiProcessingLauncher,
+        )
+
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if isinstance(launcher, _MultiProcessingLauncher) and dist.is_initialized():
+            dist.barrier()  # no rank leaves while another still talks to it
+            dist.destroy_process_group()
