@@ -69,6 +69,10 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
                 stage.run(state)
     if first:
         print_summary(out, recorder)
+        if recorder.status == "interrupted":
+            from mlx.engine.preemption import requeue_if_asked
+
+            requeue_if_asked()  # SLURM's SIGUSR1: the record is written, the job goes back
     return recorder.objective["value"]
 
 
@@ -135,7 +139,8 @@ def continue_run(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
     resumes_file = out / RESUMES_FILE
     resumes = json.loads(resumes_file.read_text())["resumes"] if resumes_file.is_file() else []
     resumes.append({"from_epoch": epoch, "checkpoint": str(last.resolve()), "status": status})
-    write_json(resumes_file, {"resumes": resumes})
+    if global_rank() == 0:  # under torchrun or SLURM every process continues the run
+        write_json(resumes_file, {"resumes": resumes})
     with open_dict(cfg):
         cfg.ckpt_path = str(last)
     log.info(
@@ -235,7 +240,8 @@ def wandb_run_id(cfg: DictConfig) -> dict[str, Any]:
         run_id = path.read_text().strip()
     else:
         run_id = secrets.token_hex(4)
-        write_text(path, run_id + "\n")
+        if global_rank() == 0:  # the other processes of a torchrun/SLURM run log nothing
+            write_text(path, run_id + "\n")
     return {"id": run_id, "resume": "allow"}
 
 
@@ -304,7 +310,8 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     from rich.table import Table
 
     times = ", ".join(f"{k} {v:.1f} s" for k, v in recorder.stages.items() if k != "setup")
-    table = Table(title=f"run finished ({times})", show_header=True)
+    ending = "interrupted" if recorder.status == "interrupted" else "finished"
+    table = Table(title=f"run {ending} ({times})", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in recorder.metrics.items():

@@ -87,6 +87,7 @@ class TrainStage:
             SpawnedGroupClosed,
         )
         from mlx.engine.memory import MEMORY_DIR, MemoryCallback
+        from mlx.engine.preemption import GracefulStop
 
         check_objective(self.cfg, state.model)
         state.callbacks.append(SpawnedGroupClosed())
@@ -105,6 +106,7 @@ class TrainStage:
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
             state.callbacks.append(RandomStates())
+            state.callbacks.append(GracefulStop())
             state.callbacks.append(MemoryCallback(state.out / MEMORY_DIR))
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
@@ -119,7 +121,10 @@ class TrainStage:
         """Fit, then test the best checkpoint; the record gets metrics, objective and summary."""
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+        from mlx.engine.preemption import received, signals_forwarded
+
         recorder, trainer, model = state.recorder, state.trainer, state.model
+        signals_forwarded(trainer)
         try:
             with gc_frozen():
                 trainer.fit(
@@ -129,14 +134,16 @@ class TrainStage:
                     weights_only=not self.cfg.get("trust_checkpoint"),
                 )
         except SIGTERMException:
-            # SIGTERM (SLURM, Kubernetes): Lightning stopped after the current batch. The
-            # partial epoch is abandoned: checkpoints/last.ckpt, taken when the last whole
-            # epoch ended, is where the run continues exactly when started again
+            # SIGTERM (SLURM, Kubernetes) or SLURM's SIGUSR1: every process stopped after the
+            # same batch (mlx.engine.preemption). The partial epoch is abandoned:
+            # checkpoints/last.ckpt, taken when the last whole epoch ended, is where the run
+            # continues exactly when started again
             recorder.status = "interrupted"
             recorder.extra.update(run_summary(trainer, state.datamodule, state.out))
             recorder.objective = objective(self.cfg, trainer, {})
             log.warning(
-                "SIGTERM: training stopped; run the same command again to continue from %s",
+                "%s: training stopped; run the same command again to continue from %s",
+                " and ".join(received()) or "SIGTERM",
                 recorder.extra["checkpoints"]["last"] or "the start (no epoch had ended)",
             )
             return

@@ -36,15 +36,20 @@ def _history(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _kill_after(args: list[str], run: Path, epochs: int, sig: int) -> int:
+def _kill_after(
+    args: list[str], run: Path, epochs: int, sig: int, env: dict[str, str] | None = None
+) -> int:
     """Start ``mlx run``, send ``sig`` once ``epochs`` epochs are done (their checkpoints
-    written: an epoch's history row is written when the next one starts), return its exit."""
+    written: an epoch's history row is written when the next one starts), return its exit.
+    SIGKILL goes to the whole job, other signals to its main process only (as Kubernetes does);
+    after any of them no process of the run is left."""
     proc = subprocess.Popen(
         [MLX, "run", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 300
     while len(_history(run)) < epochs and proc.poll() is None and time.monotonic() < deadline:
@@ -54,7 +59,20 @@ def _kill_after(args: list[str], run: Path, epochs: int, sig: int) -> int:
         os.killpg(proc.pid, sig)  # the whole job, DDP's processes too, as a scheduler does
     else:
         os.kill(proc.pid, sig)
-    return proc.wait(timeout=120)
+    code = proc.wait(timeout=120)
+    deadline = time.monotonic() + 20
+    while _alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(proc.pid), "processes of the run are left"
+    return code
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -159,20 +177,68 @@ def test_resume_needs_a_run_folder(tmp_path: Path) -> None:
     assert other.returncode == 2 and "takes no other overrides" in other.output
 
 
+@pytest.mark.parametrize(
+    ("mode", "extra"), [("single", []), ("ddp", ["parallelism=ddp"])], ids=["single", "ddp"]
+)
 def test_sigterm_stops_cleanly_and_resumes_exactly(
-    uninterrupted: dict[str, Path], tmp_path: Path
+    uninterrupted: dict[str, Path], tmp_path: Path, mode: str, extra: list[str]
 ) -> None:
+    """SIGTERM to the main process only (Kubernetes): every process stops after the same batch,
+    the record says interrupted, exit 0; the same command continues exactly."""
     run = tmp_path / "run"
-    args = [*SETTINGS, "tracking=none", f"hydra.run.dir={run}"]
+    args = [*SETTINGS, *extra, "tracking=none", f"hydra.run.dir={run}"]
     assert _kill_after(args, run, 2, signal.SIGTERM) == 0
     record = _metrics(run)
     assert record["status"] == "interrupted" and record["error"] is None
     assert (run / "checkpoints" / "last.ckpt").is_file()
     result = run_cli("run", *args)
     assert result.returncode == 0, result.output
+    reference = uninterrupted[mode]
+    for name in ("best.ckpt", "last.ckpt"):
+        _same_weights(run / "checkpoints" / name, reference / "checkpoints" / name)
+    got = _metrics(run)
+    close = (lambda v: v) if mode == "single" else (lambda v: pytest.approx(v, rel=1e-6))
+    assert got["status"] == "completed" and got["metrics"] == close(_metrics(reference)["metrics"])
+    assert got["resumed"]["times"] == 1
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3]
+
+
+def test_slurm_sigusr1_requeues_and_the_requeued_job_continues(
+    uninterrupted: dict[str, Path], tmp_path: Path
+) -> None:
+    """SLURM's warning before the time limit (``--signal=SIGUSR1@90``): the run stops as on
+    SIGTERM, then requeues its job; the requeued job (same job id, same command) continues it.
+    SLURM is not here: a fake ``scontrol`` first on PATH records how it was called."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    slurm = {
+        "PATH": f"{bin_dir}:{Path(MLX).parent}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "mlx-requeue",
+        "SLURM_NTASKS": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_NODEID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+    }
+    # the folder depends on the job id, not on the clock: the requeued job finds it
+    args = [*SETTINGS, "tracking=none", f"hydra.run.dir={tmp_path}/slurm_${{oc.env:SLURM_JOB_ID}}"]
+    run = tmp_path / "slurm_4242"
+    assert _kill_after(args, run, 2, signal.SIGUSR1, env=slurm) == 0
+    assert _metrics(run)["status"] == "interrupted"
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert not list(run.rglob("hpc_ckpt*"))  # no mid-epoch checkpoint of Lightning's
+    requeued = run_cli("run", *args, env=slurm)
+    assert requeued.returncode == 0, requeued.output
     reference = uninterrupted["single"]
     for name in ("best.ckpt", "last.ckpt"):
         _same_weights(run / "checkpoints" / name, reference / "checkpoints" / name)
     got = _metrics(run)
     assert got["status"] == "completed" and got["metrics"] == _metrics(reference)["metrics"]
     assert got["resumed"]["times"] == 1
+    assert calls.read_text().split() == ["requeue", "4242"]  # a finished run is not requeued
