@@ -47,6 +47,7 @@ examples:
   mlx run experiment=mnist_cnn
   mlx run -m seed=1,2,3 model=mlp,cnn        a multirun
   mlx run ckpt_path=outputs/run/runs/DATE/checkpoints/last.ckpt trainer.max_epochs=30
+  mlx run resume=outputs/run/runs/DATE       continue a killed or interrupted run in its folder
   mlx eval ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt
   mlx sweep digits_tpe                       a TPE search; re-run the same command to resume
   mlx run -m hydra/sweeper=mlx strategy=tpe model.lr='tag(log,interval(1e-4,1e-1))'
