@@ -58,16 +58,41 @@ class HistoryCallback(pl.Callback):
         if self._open is None or not trainer.is_global_zero:
             self._open = None
             return
-        epoch, start = self._open
+        self._put(self._row(trainer, {}))
         self._open = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # A checkpoint taken when the epoch's training is done (at validation end) goes to disk
+        # before the epoch's row would (when the next epoch starts): the row is written now,
+        # so that a kill between the two leaves no epoch without a row (a run resumed from
+        # this checkpoint does not train this epoch again). Its train metrics are not logged
+        # yet: the module computes them as it will log them (in DDP every process must, hence
+        # before the rank check). The row is written again, whole, when the epoch closes.
+        if self._open is None or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        epoch_values = getattr(pl_module, "epoch_values", None)
+        train = epoch_values("train") if callable(epoch_values) else {}
+        if trainer.is_global_zero:
+            self._put(self._row(trainer, train))
+
+    def _row(self, trainer: pl.Trainer, train: dict[str, float]) -> dict[str, Any]:
+        assert self._open is not None
+        epoch, start = self._open
         row: dict[str, Any] = {"epoch": epoch, "step": trainer.global_step}
-        for key, value in sorted(trainer.callback_metrics.items()):
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | train
+        for key, value in sorted(metrics.items()):
             if "/" in key and not key.startswith("test/"):
-                row[key] = float(value)
+                row[key] = value
         if self._lr is not None:
             row["lr"] = self._lr
         row["seconds"] = round(time.perf_counter() - start, 4)
-        self.rows.append(row)
+        return row
+
+    def _put(self, row: dict[str, Any]) -> None:
+        """Add the row, or replace the one of its epoch, and write the file."""
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._write()
 
     def on_train_batch_start(

@@ -39,10 +39,11 @@ def _history(run: Path) -> list[dict[str, str]]:
 def _kill_after(
     args: list[str], run: Path, epochs: int, sig: int, env: dict[str, str] | None = None
 ) -> int:
-    """Start ``mlx run``, send ``sig`` once ``epochs`` epochs are done (their checkpoints
-    written: an epoch's history row is written when the next one starts), return its exit.
-    SIGKILL goes to the whole job, other signals to its main process only (as Kubernetes does);
-    after any of them no process of the run is left."""
+    """Start ``mlx run``, send ``sig`` as soon as the checkpoint of its ``epochs``-th epoch is
+    written (``last.ckpt`` replaced that many times), return its exit. That is where a kill
+    could separate an epoch's checkpoint from its history row. SIGKILL goes to the whole job,
+    other signals to its main process only (as Kubernetes does); after any of them no process
+    of the run is left."""
     proc = subprocess.Popen(
         [MLX, "run", *args],
         stdout=subprocess.DEVNULL,
@@ -51,9 +52,16 @@ def _kill_after(
         start_new_session=True,
         env={**os.environ, **(env or {})},
     )
+    last = run / "checkpoints" / "last.ckpt"
+    versions: set[tuple[int, int]] = set()  # each save writes a new file (an atomic rename)
     deadline = time.monotonic() + 300
-    while len(_history(run)) < epochs and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while len(versions) < epochs and proc.poll() is None and time.monotonic() < deadline:
+        try:
+            st = last.stat()
+            versions.add((st.st_ino, st.st_mtime_ns))
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
     assert proc.poll() is None, f"the run ended before it was killed: {proc.stderr.read()}"
     if sig == signal.SIGKILL:
         os.killpg(proc.pid, sig)  # the whole job, DDP's processes too, as a scheduler does
