@@ -19,8 +19,10 @@ class HistoryCallback(pl.Callback):
 
     An epoch's row is taken when the next epoch starts or fitting ends: by then the module has
     logged the epoch's train metrics (modules log after callbacks' epoch-end hooks), validation
-    and checkpointing are done, and ``seconds`` covers all of it. The file is rewritten whole from
-    memory each time, so it is never half-written.
+    and checkpointing are done, and ``seconds`` covers all of it. The row is also written once
+    before, just before the epoch's checkpoint (see ``on_save_checkpoint``), so that a run killed
+    between the two and resumed has no gap. The file is rewritten whole from memory each time,
+    so it is never half-written.
     """
 
     def __init__(self, path: str | Path) -> None:
