@@ -6,7 +6,7 @@ A run folder holds:
 - ``provenance.json``: git SHA and dirty flag, package versions, seed, host, the exact command line
   and a command that reproduces this run alone (written when the run starts);
 - ``metrics.json``: status (``completed``, ``pruned`` for a sweep trial stopped early,
-  ``interrupted`` for a run stopped by SIGTERM, or ``failed``), ``resumed`` for a continued run, final ``split/name`` metrics, the
+  ``interrupted`` for a run stopped by SIGTERM or SLURM's SIGUSR1, or ``failed``), ``resumed`` for a continued run, final ``split/name`` metrics, the
   objective, wall time per stage, checkpoints, and the error text of a failed run (written when
   the run ends, whatever the ending);
 - ``history.csv``: one row per epoch (written by the engine as epochs finish).
