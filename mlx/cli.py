@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlx.errors import UsageError
 
@@ -46,6 +47,7 @@ examples:
   mlx run experiment=mnist_cnn
   mlx run -m seed=1,2,3 model=mlp,cnn        a multirun
   mlx run ckpt_path=outputs/run/runs/DATE/checkpoints/last.ckpt trainer.max_epochs=30
+  mlx run resume=outputs/run/runs/DATE       continue a killed or interrupted run in its folder
   mlx eval ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt
   mlx sweep digits_tpe                       a TPE search; re-run the same command to resume
   mlx run -m hydra/sweeper=mlx strategy=tpe model.lr='tag(log,interval(1e-4,1e-1))'
@@ -187,6 +189,8 @@ def _main(argv: list[str]) -> int:
                 f"mlx sweep needs a sweep name first: mlx sweep NAME [overrides] ({', '.join(_sweep_names())})."
             )
         rest = ["-m", f"sweep={rest[0]}", *rest[1:]]
+    if name == "run" and any(a.startswith("resume=") for a in rest):
+        rest = _resume_args(rest)
     nas_sweep = name == "nas" and not _INFO_FLAGS.intersection(rest) and not _one_shot(rest)
     if nas_sweep:
         rest = [*NAS_SWEEP, *[a for a in rest if a not in ("-m", "--multirun")]]
@@ -210,6 +214,39 @@ def _main(argv: list[str]) -> int:
         return _launch(COMMANDS[name], rest)
     finally:
         os.environ.pop(COMMAND_LINE_ENV, None)
+
+
+def _resume_args(args: list[str]) -> list[str]:
+    """``mlx run resume=DIR``: the overrides DIR's run was started with (its
+    ``provenance.json``, which a refused attempt does not rewrite, unlike Hydra's
+    ``.hydra/overrides.yaml``), in DIR; nothing else may change its config."""
+    import json
+
+    resume = [a for a in args if a.startswith("resume=")]
+    others = [
+        a
+        for a in args
+        if not a.startswith("resume=") and a not in ("--debug", "--trust-checkpoint")
+    ]
+    if len(resume) > 1 or others:
+        raise UsageError(
+            "mlx run resume=DIR continues the run in DIR with its own config and takes no other "
+            f"overrides (got {' '.join(resume[1:] + others)}); to change the config, start a "
+            "new run."
+        )
+    run_dir = Path(resume[0].partition("=")[2]).expanduser()
+    saved = run_dir / "provenance.json"
+    try:
+        overrides = [str(o) for o in json.loads(saved.read_text())["overrides"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        what = "does not exist" if not run_dir.exists() else "has no readable provenance.json"
+        raise UsageError(
+            f"resume={run_dir}: {run_dir} {what}, so it is not a folder mlx run wrote; give the "
+            "output folder of a run (outputs/<task_name>/runs/<time>)."
+        ) from None
+    overrides = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    flags = [a for a in args if a in ("--debug", "--trust-checkpoint")]
+    return [*overrides, f"hydra.run.dir={run_dir}", *flags]
 
 
 def _one_shot(args: list[str]) -> bool:

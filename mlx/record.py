@@ -5,7 +5,8 @@ A run folder holds:
 - ``config.yaml``: the resolved config the run used;
 - ``provenance.json``: git SHA and dirty flag, package versions, seed, host, the exact command line
   and a command that reproduces this run alone (written when the run starts);
-- ``metrics.json``: status (``completed``, ``pruned`` for a sweep trial stopped early, or ``failed``), final ``split/name`` metrics, the
+- ``metrics.json``: status (``completed``, ``pruned`` for a sweep trial stopped early,
+  ``interrupted`` for a run stopped by SIGTERM or SLURM's SIGUSR1, or ``failed``), ``resumed`` for a continued run, final ``split/name`` metrics, the
   objective, wall time per stage, checkpoints, and the error text of a failed run (written when
   the run ends, whatever the ending);
 - ``history.csv``: one row per epoch (written by the engine as epochs finish).
@@ -209,8 +210,10 @@ class Recorder:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            # a trial stopped early by its sweep's pruner ends "pruned", not "completed"
-            self.status = "pruned" if self.status == "pruned" else "completed"
+            # a trial stopped early by its sweep's pruner ends "pruned", a run stopped by
+            # SIGTERM "interrupted" (it continues when started again), not "completed"
+            if self.status not in ("pruned", "interrupted"):
+                self.status = "completed"
         else:
             self.status = "failed"
             self.error = "".join(traceback.format_exception_only(exc_type, exc)).strip()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import validate
@@ -40,11 +40,12 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
     """Run the stages of one configuration; returns ``objective.metric``'s best value (its
     test-split value for ``eval`` and ``compress``, which test a saved network instead of
     training one)."""
+    out = Path(cfg.paths.output_dir)
     with errors_reported():
+        resumed = continue_run(cfg, out) if command == "run" and single_run() else None
         validate(cfg)
         check_stages(cfg, command)
         stages = build_stages(cfg, command)
-    out = Path(cfg.paths.output_dir)
     # under torchrun or SLURM every process runs this function: rank 0 alone writes the record
     first = global_rank() == 0
     recorder = Recorder(
@@ -53,20 +54,114 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
         provenance(command=command, seed=cfg.seed, overrides=job_overrides()),
         writes=first,
     )
+    if resumed is not None:
+        recorder.extra["resumed"] = resumed
     with errors_reported(), tracking_finished(), recorder:
         state = RunState(out, recorder, command)
         for stage in stages:
             if stage.needs_objects and state.model is None:
                 with recorder.stage("setup"):
                     build_objects(cfg, state, [s for s in stages if s.needs_objects])
-            if recorder.status == "pruned":
-                log.info("stage %s: skipped (the trial was pruned)", stage.name)
+            if recorder.status in ("pruned", "interrupted"):
+                log.info("stage %s: skipped (the run was %s)", stage.name, recorder.status)
                 continue
             with recorder.stage(stage.name):
                 stage.run(state)
     if first:
         print_summary(out, recorder)
+        if recorder.status == "interrupted":
+            from mlx.engine.preemption import requeue_if_asked
+
+            requeue_if_asked()  # SLURM's SIGUSR1: the record is written, the job goes back
     return recorder.objective["value"]
+
+
+RESUMES_FILE = "resumes.json"
+# keys that may differ between a run and its continuation
+RESUME_FREE = ("ckpt_path", "trust_checkpoint")
+
+
+def continue_run(cfg: DictConfig, out: Path) -> dict[str, Any] | None:
+    """Continue the run that ``out`` holds, if any: an unfinished run of the same config with
+    a ``checkpoints/last.ckpt`` resumes from it (``ckpt_path`` is set to it); a run killed
+    before its first checkpoint starts over. Returns what the record says about the resume
+    (None when nothing is resumed).
+
+    Raises:
+        ConfigError: ``out`` holds a finished run, a run of another config (the differing keys
+            are named), or something that is not a run; or ``ckpt_path`` is set as well.
+    """
+    import json
+
+    from mlx.record import CONFIG_FILE, METRICS_FILE, write_json
+
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    saved_file = out / CONFIG_FILE
+    if not saved_file.is_file():
+        raise ConfigError(
+            f"{out} holds checkpoints/last.ckpt but no {CONFIG_FILE}: it is not an mlx run folder; "
+            "choose another hydra.run.dir, or name the checkpoint with ckpt_path=."
+        )
+    status = None
+    if (out / METRICS_FILE).is_file():
+        status = json.loads((out / METRICS_FILE).read_text()).get("status")
+    if status in ("completed", "pruned"):
+        raise ConfigError(
+            f"{out} holds a finished run (status {status}); mlx does not overwrite results: "
+            "choose another hydra.run.dir, or delete the folder to run it again."
+        )
+    if cfg.get("ckpt_path") is not None:
+        raise ConfigError(
+            f"{out} holds an unfinished run, which continues from its own checkpoints/last.ckpt; "
+            f"ckpt_path={cfg.ckpt_path} cannot be used with it: drop ckpt_path, or choose another "
+            "hydra.run.dir to start a new run from that checkpoint."
+        )
+    saved = OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    diff = _differing_keys(saved, current)
+    diff = [k for k in diff if k.split(".")[0] not in RESUME_FREE]
+    if diff:
+        shown = ", ".join(
+            f"{k} ({_at(saved, k)!r} there, {_at(current, k)!r} now)" for k in diff[:10]
+        )
+        more = f" and {len(diff) - 10} more" if len(diff) > 10 else ""
+        raise ConfigError(
+            f"{out} holds an unfinished run of another config, which cannot be continued with "
+            f"this one: {shown}{more} differ. Rerun its own config (mlx run resume={out}) or "
+            "choose another hydra.run.dir."
+        )
+    from mlx.engine.checkpoint import load
+
+    loaded = load(last, trust=bool(cfg.get("trust_checkpoint")))
+    epoch = loaded.epoch or 0
+    resumes_file = out / RESUMES_FILE
+    resumes = json.loads(resumes_file.read_text())["resumes"] if resumes_file.is_file() else []
+    resumes.append({"from_epoch": epoch, "checkpoint": str(last.resolve()), "status": status})
+    if global_rank() == 0:  # under torchrun or SLURM every process continues the run
+        write_json(resumes_file, {"resumes": resumes})
+    with open_dict(cfg):
+        cfg.ckpt_path = str(last)
+    log.info(
+        "continuing the unfinished run in %s from epoch %d (resume %d)", out, epoch, len(resumes)
+    )
+    return {"from_epoch": epoch, "times": len(resumes)}
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            keys += _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return keys
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _at(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def build_objects(cfg: DictConfig, state: RunState, stages: list[Stage]) -> None:
@@ -105,7 +200,7 @@ def build_trainer(cfg: DictConfig, extra: list[Any], *, training: bool) -> Any:
     if not training:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint | EarlyStopping)]
     callbacks += extra
-    logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
+    logger = instantiate(cfg.tracking, **wandb_run_id(cfg)) if cfg.get("tracking") else False
     trainer = instantiate(trainer_config(cfg))(callbacks=callbacks, logger=logger)
     if logger:
         try:
@@ -127,6 +222,29 @@ def build_trainer(cfg: DictConfig, extra: list[Any], *, training: bool) -> Any:
     return trainer
 
 
+WANDB_ID_FILE = "wandb_id.txt"
+
+
+def wandb_run_id(cfg: DictConfig) -> dict[str, Any]:
+    """A W&B run id kept in the run folder (made on first use), so that a resumed run logs to
+    the same W&B run (``resume="allow"``); nothing for other loggers or a configured id."""
+    target = str(OmegaConf.select(cfg, "tracking._target_", default="") or "")
+    if not target.endswith("WandbLogger") or OmegaConf.select(cfg, "tracking.id") is not None:
+        return {}
+    import secrets
+
+    from mlx.record import write_text
+
+    path = Path(cfg.paths.output_dir) / WANDB_ID_FILE
+    if path.is_file():
+        run_id = path.read_text().strip()
+    else:
+        run_id = secrets.token_hex(4)
+        if global_rank() == 0:  # the other processes of a torchrun/SLURM run log nothing
+            write_text(path, run_id + "\n")
+    return {"id": run_id, "resume": "allow"}
+
+
 @contextmanager
 def errors_reported() -> Iterator[None]:
     """Bad input found inside a single run (checks that need the data or the model) ends the
@@ -143,6 +261,15 @@ def errors_reported() -> Iterator[None]:
         if not single or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise SystemExit(report(e)) from None
+
+
+def single_run() -> bool:
+    """Whether this is a single run (not a job of a multirun, whose sweeper resumes its own
+    trials, nor a run started from Python without Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 def job_overrides() -> list[str]:
@@ -183,7 +310,8 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     from rich.table import Table
 
     times = ", ".join(f"{k} {v:.1f} s" for k, v in recorder.stages.items() if k != "setup")
-    table = Table(title=f"run finished ({times})", show_header=True)
+    ending = "interrupted" if recorder.status == "interrupted" else "finished"
+    table = Table(title=f"run {ending} ({times})", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in recorder.metrics.items():

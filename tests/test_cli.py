@@ -52,6 +52,7 @@ def test_run_help_lists_groups_and_options(tmp_path: Path) -> None:
         "model: cnn, mlp, nas, resnet",
         "parallelism: ddp, deepspeed_zero1, deepspeed_zero2, deepspeed_zero3, fsdp, pipeline, single",
         "experiment: ",
+        "mlx run resume=DIR",
     ):
         assert line in res.stdout, res.stdout
 

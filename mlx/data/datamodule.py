@@ -130,6 +130,19 @@ class ArrayDataModule(pl.LightningDataModule):
 
     # -- set-up ---------------------------------------------------------------------------------
 
+    def state_dict(self) -> dict[str, Any]:
+        """The train order's generator state (Lightning stores it in each checkpoint), so that
+        a resumed run shuffles its remaining epochs as the uninterrupted run would."""
+        return {} if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Set the generator saved by :meth:`state_dict` (in place: loaders built already
+        follow it)."""
+        if "generator" in state_dict:
+            if self.generator is None:
+                self.generator = torch.Generator()
+            self.generator.set_state(state_dict["generator"])
+
     def setup(self, stage: str | None = None) -> None:
         """Load, split and encode the data once; later calls (Lightning's for test) return."""
         if self.datasets:

@@ -20,8 +20,10 @@ class HistoryCallback(pl.Callback):
 
     An epoch's row is taken when the next epoch starts or fitting ends: by then the module has
     logged the epoch's train metrics (modules log after callbacks' epoch-end hooks), validation
-    and checkpointing are done, and ``seconds`` covers all of it. The file is rewritten whole from
-    memory each time, so it is never half-written.
+    and checkpointing are done, and ``seconds`` covers all of it. The row is also written once
+    before, just before the epoch's checkpoint (see ``on_save_checkpoint``), so that a run killed
+    between the two and resumed has no gap. The file is rewritten whole from memory each time,
+    so it is never half-written.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -29,6 +31,22 @@ class HistoryCallback(pl.Callback):
         self.rows: list[dict[str, Any]] = []
         self._open: tuple[int, float] | None = None  # (epoch, start) begun in this process
         self._lr: float | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a resumed run keeps the rows of the epochs its checkpoint holds (the epoch the
+        # checkpoint was taken in included: it is closed without training) and drops the rest,
+        # which the resumed run trains again
+        if trainer.ckpt_path is None or not trainer.is_global_zero or self.rows:
+            return
+        from mlx.record import read_history
+
+        done = trainer.current_epoch
+        self.rows = [
+            {k: int(v) if k in ("epoch", "step") else v for k, v in row.items()}
+            for row in read_history(self.path)
+            if row["epoch"] <= done
+        ]
+        self._write()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close(trainer)
@@ -43,16 +61,41 @@ class HistoryCallback(pl.Callback):
         if self._open is None or not trainer.is_global_zero:
             self._open = None
             return
-        epoch, start = self._open
+        self._put(self._row(trainer, {}))
         self._open = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # A checkpoint taken when the epoch's training is done (at validation end) goes to disk
+        # before the epoch's row would (when the next epoch starts): the row is written now,
+        # so that a kill between the two leaves no epoch without a row (a run resumed from
+        # this checkpoint does not train this epoch again). Its train metrics are not logged
+        # yet: the module computes them as it will log them (in DDP every process must, hence
+        # before the rank check). The row is written again, whole, when the epoch closes.
+        if self._open is None or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        epoch_values = getattr(pl_module, "epoch_values", None)
+        train = epoch_values("train") if callable(epoch_values) else {}
+        if trainer.is_global_zero:
+            self._put(self._row(trainer, train))
+
+    def _row(self, trainer: pl.Trainer, train: dict[str, float]) -> dict[str, Any]:
+        assert self._open is not None
+        epoch, start = self._open
         row: dict[str, Any] = {"epoch": epoch, "step": trainer.global_step}
-        for key, value in sorted(trainer.callback_metrics.items()):
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | train
+        for key, value in sorted(metrics.items()):
             if "/" in key and not key.startswith("test/"):
-                row[key] = float(value)
+                row[key] = value
         if self._lr is not None:
             row["lr"] = self._lr
         row["seconds"] = round(time.perf_counter() - start, 4)
-        self.rows.append(row)
+        return row
+
+    def _put(self, row: dict[str, Any]) -> None:
+        """Add the row, or replace the one of its epoch, and write the file."""
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._write()
 
     def on_train_batch_start(
@@ -105,6 +148,77 @@ class WeightsAfterFirstEpoch(pl.Callback):
         if self.state is None and trainer.current_epoch == 0:
             net = getattr(pl_module, "net", pl_module)
             self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class RandomStates(pl.Callback):
+    """Carries the random states of Python, NumPy and torch (CPU and CUDA) in each checkpoint
+    and sets them again when training resumes from it, so that the epochs after a resume draw
+    the same numbers (dropout, augmentations, the loaders' base seeds) as an uninterrupted run.
+
+    The states, and the data module's (its train order, see ``ArrayDataModule.state_dict``),
+    are set when the first epoch after the resume starts, not when the checkpoint is loaded:
+    between the two, Lightning builds the train loader's iterator once more than an
+    uninterrupted run does (which draws from both). The states are those of the process that
+    saved (rank 0); every rank gets them, as every rank was seeded alike.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+        self._pending_data: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        dm = trainer.datamodule
+        if dm is not None:
+            self._pending_data = checkpoint.get(type(dm).__qualname__)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is not None:
+            self._set(self._pending)
+            self._pending = None
+        if self._pending_data is not None and trainer.datamodule is not None:
+            trainer.datamodule.load_state_dict(self._pending_data)
+            self._pending_data = None
+
+    @staticmethod
+    def _set(state: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        version, keys, gauss = state["python"]
+        random.setstate((version, tuple(keys), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        cuda = state.get("cuda")
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(cuda)
 
 
 class SpawnedGroupClosed(pl.Callback):

@@ -41,6 +41,7 @@ class Loaded:
         state_dict: the LightningModule's weights (a checkpoint), else None.
         network: the network itself (an ONNX file, run by ONNX Runtime), else None.
         info: for an ONNX file: ``input_shape``, ``num_outputs`` and ``stages``.
+        epoch: the epoch a checkpoint was saved in (None for an ONNX file).
     """
 
     path: Path
@@ -48,6 +49,7 @@ class Loaded:
     state_dict: dict[str, Any] | None = None
     network: nn.Module | None = None
     info: dict[str, Any] | None = None
+    epoch: int | None = None
 
 
 def load(path: str | Path, *, trust: bool = False) -> Loaded:
@@ -95,7 +97,13 @@ def _load_checkpoint(path: Path, trust: bool) -> Loaded:
         )
     stored = ckpt.get(CHECKPOINT_KEY)
     config = stored.get("config") if isinstance(stored, dict) else None
-    return Loaded(path, config if isinstance(config, dict) else None, state_dict=ckpt["state_dict"])
+    epoch = ckpt.get("epoch")
+    return Loaded(
+        path,
+        config if isinstance(config, dict) else None,
+        state_dict=ckpt["state_dict"],
+        epoch=epoch if isinstance(epoch, int) else None,
+    )
 
 
 def _load_onnx(path: Path) -> Loaded:

@@ -122,6 +122,17 @@ class LitModel(pl.LightningModule):
                 self.log(f"{split}/{name}", value, prog_bar=split != "test")
             metric.reset()
 
+    def epoch_values(self, split: str) -> dict[str, float]:
+        """The epoch metrics of ``split`` accumulated so far (``split/name`` -> value), as the
+        epoch's end will log them: computed, not reset (torchmetrics keeps the value until the
+        next update). In DDP the values are synced: every process must call it."""
+        values = {}
+        for name in self.metric_names():
+            metric = self.epoch_metrics[f"{split}_{name}"]
+            if metric.update_called:
+                values[f"{split}/{name}"] = float(metric.compute())
+        return values
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 

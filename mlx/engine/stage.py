@@ -81,8 +81,14 @@ class TrainStage:
         return cls(cfg, training=command not in TESTING)
 
     def prepare(self, state: RunState) -> None:
-        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback, SpawnedGroupClosed
+        from mlx.engine.callbacks import (
+            ConfigInCheckpoint,
+            HistoryCallback,
+            RandomStates,
+            SpawnedGroupClosed,
+        )
         from mlx.engine.memory import MEMORY_DIR, MemoryCallback
+        from mlx.engine.preemption import GracefulStop
 
         check_objective(self.cfg, state.model)
         state.callbacks.append(SpawnedGroupClosed())
@@ -106,6 +112,8 @@ class TrainStage:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
+            state.callbacks.append(RandomStates())
+            state.callbacks.append(GracefulStop())
             state.callbacks.append(MemoryCallback(state.out / MEMORY_DIR))
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
@@ -118,14 +126,34 @@ class TrainStage:
 
     def _fit_and_test(self, state: RunState) -> None:
         """Fit, then test the best checkpoint; the record gets metrics, objective and summary."""
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        from mlx.engine.preemption import received, signals_forwarded
+
         recorder, trainer, model = state.recorder, state.trainer, state.model
-        with gc_frozen():
-            trainer.fit(
-                model,
-                datamodule=state.datamodule,
-                ckpt_path=self.cfg.ckpt_path,
-                weights_only=not self.cfg.get("trust_checkpoint"),
+        signals_forwarded(trainer)
+        try:
+            with gc_frozen():
+                trainer.fit(
+                    model,
+                    datamodule=state.datamodule,
+                    ckpt_path=self.cfg.ckpt_path,
+                    weights_only=not self.cfg.get("trust_checkpoint"),
+                )
+        except SIGTERMException:
+            # SIGTERM (SLURM, Kubernetes) or SLURM's SIGUSR1: every process stopped after the
+            # same batch (mlx.engine.preemption). The partial epoch is abandoned:
+            # checkpoints/last.ckpt, taken when the last whole epoch ended, is where the run
+            # continues exactly when started again
+            recorder.status = "interrupted"
+            recorder.extra.update(run_summary(trainer, state.datamodule, state.out))
+            recorder.objective = objective(self.cfg, trainer, {})
+            log.warning(
+                "%s: training stopped; run the same command again to continue from %s",
+                " and ".join(received()) or "SIGTERM",
+                recorder.extra["checkpoints"]["last"] or "the start (no epoch had ended)",
             )
+            return
         fit_metrics = scalar_metrics(trainer)
         # read before testing: testing restores the best checkpoint's callback state
         recorder.extra.update(run_summary(trainer, state.datamodule, state.out))
