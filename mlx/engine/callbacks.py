@@ -3,7 +3,6 @@ travels inside every checkpoint so that ``mlx eval`` and resumed runs can rebuil
 
 from __future__ import annotations
 
-import atexit
 import csv
 import math
 import time
@@ -219,27 +218,3 @@ class RandomStates(pl.Callback):
             and len(cuda) == torch.cuda.device_count()
         ):
             torch.cuda.set_rng_state_all(cuda)
-
-
-class SpawnedGroupClosed(pl.Callback):
-    """Close the process group when a process that the strategy spawned for a fit or test
-    exits. Left open, the group's communication threads are still running when the process
-    ends, and C++ stops it with ``terminate called without an active exception`` (SIGABRT),
-    which fails the whole run after its work is done. It is closed at exit, not at teardown:
-    a launcher may still gather the results over the group after the trainer's teardown (FSDP
-    does). Processes that torchrun or SLURM started keep their group: fit and test share it."""
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from pytorch_lightning.strategies.launchers.multiprocessing import (
-            _MultiProcessingLauncher,
-        )
-
-        if isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
-            atexit.register(_close_group)
-
-
-def _close_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

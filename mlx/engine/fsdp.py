@@ -20,11 +20,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import ModelParallelStrategy
 from pytorch_lightning.strategies.launchers.multiprocessing import (
-    _MultiProcessingLauncher,
     _WorkerOutput,
 )
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
+
+from mlx.engine.preemption import ForwardingLauncher
 
 
 class SpawnedFSDP(ModelParallelStrategy):
@@ -92,7 +93,7 @@ def blocks(net: nn.Module) -> list[nn.Module]:
     return found
 
 
-class _ConsolidatingLauncher(_MultiProcessingLauncher):
+class _ConsolidatingLauncher(ForwardingLauncher):
     """Spawns the processes; the weights sent back to the main process are the full (gathered)
     ones, not the rank's shards, so the main process's model is the trained network."""
 

@@ -98,7 +98,16 @@ class GracefulStop(pl.Callback):
 class ForwardingLauncher(_MultiProcessingLauncher):
     """Lightning's launcher of spawned processes, which forwards stop signals the main process
     gets to them and brings an interruption back as ``SIGTERMException`` (the processes end
-    their fit cleanly, so their process group closes and rank 0 returns its results)."""
+    their fit cleanly, so their process group closes and rank 0 returns its results).
+
+    A spawned process whose work succeeded leaves without C++'s exit-time destructors: torch's
+    communication threads are sometimes still joinable then, and C++ aborts the process
+    (``terminate called without an active exception``, SIGABRT), failing a run whose work and
+    results were complete. Python's own exit work still runs first (see ``_leave``)."""
+
+    def _wrapping_function(self, *args: Any, **kwargs: Any) -> None:
+        super()._wrapping_function(*args, **kwargs)
+        _leave()
 
     def launch(self, function: Any, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
         from pytorch_lightning.trainer.states import TrainerStatus
@@ -122,6 +131,26 @@ class ForwardingLauncher(_MultiProcessingLauncher):
         self.kill(signum)
 
 
+def _leave() -> None:
+    """End a spawned process whose work is done (rank 0's results already sent back): close
+    the process group, run what a normal exit runs in Python (multiprocessing's finalizers,
+    ``atexit`` handlers such as W&B's and logging's), flush, and exit 0 without the C++
+    destructors."""
+    import atexit
+    import multiprocessing.util
+    import sys
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    multiprocessing.util._exit_function()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _stopped_cleanly(function: Any, *args: Any, **kwargs: Any) -> Any:
     """Runs ``function`` (a trainer's ``_fit_impl``) in a spawned process; an interruption
     ends it as Lightning ends one in a single process (exception hooks, loggers finalized,
@@ -140,7 +169,8 @@ def _stopped_cleanly(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def signals_forwarded(trainer: pl.Trainer) -> None:
-    """Make a strategy that spawns its processes forward stop signals to them."""
+    """Make a strategy that spawns its processes forward stop signals to them (and end them
+    cleanly, see ForwardingLauncher); mlx's own launchers already derive from it."""
     strategy = trainer.strategy
     launcher = strategy.launcher
     if type(launcher) is _MultiProcessingLauncher:

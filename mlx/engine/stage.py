@@ -85,13 +85,11 @@ class TrainStage:
             ConfigInCheckpoint,
             HistoryCallback,
             RandomStates,
-            SpawnedGroupClosed,
         )
         from mlx.engine.memory import MEMORY_DIR, MemoryCallback
         from mlx.engine.preemption import GracefulStop
 
         check_objective(self.cfg, state.model)
-        state.callbacks.append(SpawnedGroupClosed())
         if self.training:
             from mlx.engine.parallel_checks import check_network
 
@@ -181,6 +179,9 @@ class TrainStage:
             f"the data here (examples of shape {tuple(dm.input_shape)}, {dm.num_outputs} outputs)"
         )
         restore(state.model, self.loaded, data)
+        from mlx.engine.preemption import signals_forwarded
+
+        signals_forwarded(state.trainer)
         state.trainer.test(state.model, datamodule=state.datamodule, verbose=False)
         recorder = state.recorder
         recorder.metrics = {
