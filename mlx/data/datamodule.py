@@ -147,6 +147,14 @@ class ArrayDataModule(pl.LightningDataModule):
             y = torch.as_tensor(data.target[rows], dtype=y_dtype)  # (N,)
             self.datasets[split] = TensorDataset(x, y)
         self._loaded = data
+        shape = tuple(self.datasets["train"].tensors[0].shape[1:])
+        if self.loader.augment and len(shape) != 3:
+            self.datasets = {}
+            raise DataConfigError(
+                f"input.augment={self.loader.augment} needs image data (N, C, H, W); "
+                f"{type(self.source).__name__} gives inputs of shape {shape}. "
+                "Set input.augment=[]."
+            )
         # one generator for the whole run: seed_everything before setup fixes every epoch's order
         self.generator = torch.Generator().manual_seed(torch.initial_seed())
 
@@ -281,6 +289,18 @@ class ArrayDataModule(pl.LightningDataModule):
             sampler = RandomSampler(dataset, generator=self.generator)
         else:
             sampler = SequentialSampler(dataset)
+        if shuffle and self.loader.augment:
+            from mlx.data.augment import AugmentedBatches, SeededBatchSampler
+
+            # the augmentation seeds are drawn with the indices from the one generator, in
+            # this process: the same draws with 0 or N workers
+            x, y = dataset.tensors
+            return DataLoader(
+                AugmentedBatches(x, y, self.loader),
+                batch_size=None,
+                sampler=SeededBatchSampler(sampler, self.batch_size, False, self.generator),
+                **self.loader.loader_kwargs(),
+            )
         batches = _EpochBatchSampler(sampler, self.batch_size, drop_last=False)
         # batch_size=None: the sampler yields whole index lists and TensorDataset indexes with them
         return DataLoader(dataset, batch_size=None, sampler=batches, **self.loader.loader_kwargs())

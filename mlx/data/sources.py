@@ -83,6 +83,10 @@ class Loaded:
     categorical: list[str]
 
 
+AUGMENTATIONS = ("shift", "rotate", "noise")
+"""The names ``LoaderSettings.augment`` accepts (all of them need image data)."""
+
+
 @dataclass
 class LoaderSettings:
     """How the data loaders feed batches; the same settings apply to every split.
@@ -93,12 +97,24 @@ class LoaderSettings:
         prefetch_factor: batches each worker loads ahead; only with workers.
         pin_memory: page-locked host memory, for faster copies to a GPU.
         persistent_workers: keep workers alive between epochs; only with workers.
+        augment: random image augmentations of the train batches, applied in this order after
+            the encoding: ``shift`` (translate by up to ``shift`` pixels, zero fill), ``rotate``
+            (by up to ``rotate`` degrees) and ``noise`` (Gaussian, standard deviation
+            ``noise`` in encoded units); None or [] for none. Validation and test batches are
+            never augmented.
+        shift: largest translation of ``shift``, in pixels.
+        rotate: largest angle of ``rotate``, in degrees.
+        noise: standard deviation of ``noise``.
     """
 
     num_workers: Annotated[int, Ge(0)] = 0
     prefetch_factor: Annotated[int, Ge(1)] | None = None
     pin_memory: bool = False
     persistent_workers: bool = False
+    augment: list[str] | None = None
+    shift: Annotated[int, Ge(0)] = 2
+    rotate: Annotated[float, Ge(0)] = 15.0
+    noise: Annotated[float, Ge(0)] = 0.1
 
     def __post_init__(self) -> None:
         problems = []
@@ -118,6 +134,25 @@ class LoaderSettings:
             problems.append(
                 "persistent_workers needs num_workers >= 1; set it to false or add workers"
             )
+        if self.augment is not None:
+            if isinstance(self.augment, str) or not all(isinstance(a, str) for a in self.augment):
+                problems.append(f"augment must be a list of names, not {self.augment!r}")
+            else:
+                self.augment = list(self.augment)
+                for name in self.augment:
+                    if name not in AUGMENTATIONS:
+                        problems.append(
+                            f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATIONS)})."
+                            + did_you_mean(name, AUGMENTATIONS)
+                        )
+                if len(set(self.augment)) < len(self.augment):
+                    problems.append(f"augment names an augmentation twice: {self.augment}")
+        if not _is_int(self.shift) or self.shift < 0:
+            problems.append(f"shift must be an integer >= 0, not {self.shift!r}")
+        for key in ("rotate", "noise"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                problems.append(f"{key} must be a number >= 0, not {value!r}")
         if problems:
             raise DataConfigError(f"LoaderSettings: {'; '.join(problems)}.")
 

@@ -1,0 +1,137 @@
+"""The input group: image augmentations (effects, determinism with workers) and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from pytorch_lightning import seed_everything
+
+from mlx.data import ArrayDataModule, DataConfigError, Digits, LoaderSettings, SklearnTabular
+from mlx.data.augment import noise, rotate, shift
+from tests.config.test_bad_input import check_error
+
+# ---------------------------------------------------------------------------------------------
+# each augmentation's effect
+
+
+def _images() -> torch.Tensor:
+    return torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) + 1.0  # in [1, 2)
+
+
+def test_shift_moves_pixels_and_fills_zeros() -> None:
+    x = _images()
+    out = shift(x, 2, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    # every value is an original pixel of the same image or the zero fill
+    for a, b in zip(x, out, strict=True):
+        assert set(b.unique().tolist()) <= set(a.unique().tolist()) | {0.0}
+    # some images moved (they have zero fill), by at most 2 pixels (a 4x4 centre stays filled)
+    assert (out == 0).any()
+    assert (out[:, :, 2:6, 2:6] > 0).all()
+    assert torch.equal(shift(x, 0, torch.Generator()), x)
+
+
+def test_rotate_keeps_shape_and_range() -> None:
+    x = _images()
+    out = rotate(x, 30.0, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    assert not torch.allclose(out, x)
+    assert out.min() >= 0.0 and out.max() <= x.max() + 1e-5  # bilinear with zero fill
+    # the centre of an image is interpolated from its own pixels, never from the fill
+    assert (out[:, :, 3:5, 3:5] >= 1.0 - 1e-5).all()
+    assert torch.allclose(rotate(x, 1e-9, torch.Generator()), x, atol=1e-5)
+
+
+def test_noise_has_the_asked_std() -> None:
+    x = torch.zeros(64, 1, 28, 28)
+    out = noise(x, 0.3, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    assert abs(out.std().item() - 0.3) < 0.01 and abs(out.mean().item()) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism of order and draws, with 0 or 2 workers
+
+
+def _train_batches(seed: int, workers: int, epochs: int = 2) -> list[torch.Tensor]:
+    settings = LoaderSettings(
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        augment=["shift", "rotate", "noise"],
+    )
+    dm = ArrayDataModule(Digits(), batch_size=256, loader=settings)
+    seed_everything(seed, verbose=False)
+    dm.setup("fit")
+    batches = []
+    for _ in range(epochs):
+        for x, y in dm.train_dataloader():
+            batches += [x, y.float()]
+    return batches
+
+
+@pytest.fixture(scope="module")
+def serial() -> list[torch.Tensor]:
+    return _train_batches(seed=3, workers=0)
+
+
+def test_same_seed_same_batches_with_workers(serial: list[torch.Tensor]) -> None:
+    assert len(serial) == 2 * 2 * 5  # 2 epochs of 5 batches of 256 (x and y)
+    with_workers = _train_batches(seed=3, workers=2)
+    assert len(with_workers) == len(serial)
+    assert all(torch.equal(a, b) for a, b in zip(serial, with_workers, strict=True))
+    # the two epochs differ (order and draws)
+    assert not torch.equal(serial[0], serial[10])
+
+
+def test_other_seed_other_batches(serial: list[torch.Tensor]) -> None:
+    other = _train_batches(seed=4, workers=0, epochs=1)
+    assert not torch.equal(serial[0], other[0])
+
+
+def test_only_train_is_augmented() -> None:
+    plain = ArrayDataModule(Digits(), batch_size=256)
+    augmented = ArrayDataModule(Digits(), batch_size=256, loader=LoaderSettings(augment=["noise"]))
+    for dm in (plain, augmented):
+        seed_everything(0, verbose=False)
+        dm.setup("fit")
+    for split in ("val_dataloader", "test_dataloader"):
+        a, b = next(iter(getattr(plain, split)())), next(iter(getattr(augmented, split)()))
+        assert torch.equal(a[0], b[0])
+    a, b = next(iter(plain.train_dataloader())), next(iter(augmented.train_dataloader()))
+    assert a[0].shape == b[0].shape and not torch.equal(a[0], b[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_unknown_augmentation_did_you_mean() -> None:
+    with pytest.raises(DataConfigError, match="unknown augmentation 'shfit'.*Did you mean 'shift'"):
+        LoaderSettings(augment=["shfit"])
+    with pytest.raises(DataConfigError, match="must be a list"):
+        LoaderSettings(augment="shift")  # type: ignore[arg-type]
+    with pytest.raises(DataConfigError, match="noise must be a number >= 0"):
+        LoaderSettings(augment=["noise"], noise=-1.0)
+
+
+def test_image_augmentation_on_a_table_in_setup() -> None:
+    settings = LoaderSettings(augment=["shift"])
+    dm = ArrayDataModule(SklearnTabular("breast_cancer"), batch_size=32, loader=settings)
+    with pytest.raises(DataConfigError, match="needs image data"):
+        dm.setup("fit")
+
+
+def test_cli_bad_augmentations(tmp_path: Path) -> None:
+    check_error(
+        ["data=breast_cancer", "model=mlp", "input.augment=[shift]"],
+        "input.augment=['shift']",
+        "need image data",
+        cwd=tmp_path,
+    )
+    check_error(["input.augment=[nosie]"], "unknown augmentation 'nosie'", "'noise'", cwd=tmp_path)
+    check_error(
+        ["input.num_workers=0", "input.prefetch_factor=2"], "prefetch_factor needs", cwd=tmp_path
+    )
+    check_error(["input.num_workers=-1"], "num_workers", cwd=tmp_path)
