@@ -134,6 +134,49 @@ class ArrayDataModule(pl.LightningDataModule):
         """Load, split and encode the data once; later calls (Lightning's for test) return."""
         if self.datasets:
             return
+        if self.loader.cache == "disk":
+            self._setup_cached()
+        else:
+            self._compute()
+        shape = tuple(self.datasets["train"].tensors[0].shape[1:])
+        if self.loader.augment and len(shape) != 3:
+            self.datasets = {}
+            raise DataConfigError(
+                f"input.augment={self.loader.augment} needs image data (N, C, H, W); "
+                f"{type(self.source).__name__} gives inputs of shape {shape}. "
+                "Set input.augment=[]."
+            )
+        # one generator for the whole run: seed_everything before setup fixes every epoch's order
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+
+    # what the deterministic part of setup computes, and the disk cache keeps
+    _CACHED = ("indices", "preprocessor", "feature_names", "channel_stats", "_loaded")
+
+    def _setup_cached(self) -> None:
+        """Read the loaded, split and encoded data from the disk cache, or compute and write it."""
+        from mlx.data import cache
+
+        folder = str(self.loader.cache_dir)
+        settings = {
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+            "standardize": self.standardize,
+        }
+        key = cache.cache_key(self.source, settings)
+        entry = cache.load(folder, key)
+        if entry is None:
+            self._compute()
+            entry = {name: getattr(self, name) for name in self._CACHED}
+            entry["tensors"] = {k: d.tensors for k, d in self.datasets.items()}
+            cache.save(folder, key, entry)
+            return
+        for name in self._CACHED:
+            setattr(self, name, entry[name])
+        self.datasets = {k: TensorDataset(*t) for k, t in entry["tensors"].items()}
+
+    def _compute(self) -> None:
+        """Load the source, split it and encode each split (fitted on the train split)."""
         data = self.source()
         _check_loaded(data, self.source)
         stratify = data.target if data.task == "classification" else None
@@ -147,16 +190,6 @@ class ArrayDataModule(pl.LightningDataModule):
             y = torch.as_tensor(data.target[rows], dtype=y_dtype)  # (N,)
             self.datasets[split] = TensorDataset(x, y)
         self._loaded = data
-        shape = tuple(self.datasets["train"].tensors[0].shape[1:])
-        if self.loader.augment and len(shape) != 3:
-            self.datasets = {}
-            raise DataConfigError(
-                f"input.augment={self.loader.augment} needs image data (N, C, H, W); "
-                f"{type(self.source).__name__} gives inputs of shape {shape}. "
-                "Set input.augment=[]."
-            )
-        # one generator for the whole run: seed_everything before setup fixes every epoch's order
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
 
     def _fit_encoder(self, data: Loaded, train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """A function from row numbers to encoded features, fitted on the train rows only."""

@@ -105,6 +105,10 @@ class LoaderSettings:
         shift: largest translation of ``shift``, in pixels.
         rotate: largest angle of ``rotate``, in degrees.
         noise: standard deviation of ``noise``.
+        cache: where the loaded, split and encoded data (the deterministic part) is kept:
+            ``memory`` (this run only) or ``disk`` (reused by later runs with the same data,
+            split and encoding; see :mod:`mlx.data.cache`).
+        cache_dir: the disk cache's folder; each entry is a file named by its key.
     """
 
     num_workers: Annotated[int, Ge(0)] = 0
@@ -115,6 +119,8 @@ class LoaderSettings:
     shift: Annotated[int, Ge(0)] = 2
     rotate: Annotated[float, Ge(0)] = 15.0
     noise: Annotated[float, Ge(0)] = 0.1
+    cache: Literal["memory", "disk"] = "memory"
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -153,6 +159,13 @@ class LoaderSettings:
             value = getattr(self, key)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 problems.append(f"{key} must be a number >= 0, not {value!r}")
+        if self.cache not in ("memory", "disk"):
+            problems.append(
+                f"cache must be 'memory' or 'disk', not {self.cache!r}."
+                + did_you_mean(str(self.cache), ("memory", "disk"))
+            )
+        elif self.cache == "disk":
+            problems += _check_cache_dir(self.cache_dir)
         if problems:
             raise DataConfigError(f"LoaderSettings: {'; '.join(problems)}.")
 
@@ -164,6 +177,21 @@ class LoaderSettings:
             "pin_memory": self.pin_memory,
             "persistent_workers": self.persistent_workers,
         }
+
+
+def _check_cache_dir(cache_dir: Any) -> list[str]:
+    """Problems with a disk cache folder: it must be (or be creatable in) a writable folder."""
+    import os
+
+    if not isinstance(cache_dir, str) or not cache_dir:
+        return [f"cache=disk needs cache_dir, a folder, not {cache_dir!r}"]
+    folder = Path(cache_dir).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return [f"cache_dir {cache_dir!r} is under a file ({existing}), not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"cache_dir {cache_dir!r} cannot be written ({existing} is not writable)"]
+    return []
 
 
 def _is_int(value: Any) -> bool:

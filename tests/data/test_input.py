@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,63 @@ def test_cli_bad_augmentations(tmp_path: Path) -> None:
         ["input.num_workers=0", "input.prefetch_factor=2"], "prefetch_factor needs", cwd=tmp_path
     )
     check_error(["input.num_workers=-1"], "num_workers", cwd=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the disk cache
+
+
+class CountingDigits(Digits):
+    """Digits that counts its loads (the expensive, cached part)."""
+
+    calls = 0
+
+    def __call__(self):  # type: ignore[override]
+        CountingDigits.calls += 1
+        return super().__call__()
+
+
+def _cached(folder: Path, **kwargs: object) -> ArrayDataModule:
+    dm = ArrayDataModule(
+        CountingDigits(),
+        batch_size=256,
+        loader=LoaderSettings(cache="disk", cache_dir=str(folder)),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_disk_cache_hit_reuses_and_changes_invalidate(tmp_path: Path) -> None:
+    CountingDigits.calls = 0
+    first = _cached(tmp_path)
+    assert CountingDigits.calls == 1 and len(list(tmp_path.glob("*.pt"))) == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
+    again = _cached(tmp_path)
+    assert CountingDigits.calls == 1  # a hit: nothing recomputed
+    for split in ("train", "val", "test"):
+        for a, b in zip(first.datasets[split].tensors, again.datasets[split].tensors, strict=True):
+            assert torch.equal(a, b)
+    assert again.channel_stats == first.channel_stats and again.task == "classification"
+    # another encoding (transform config) and another split (data config) are misses
+    _cached(tmp_path, standardize=True)
+    assert CountingDigits.calls == 2
+    _cached(tmp_path, split_seed=7)
+    assert CountingDigits.calls == 3 and len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_cache_dir_not_writable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataConfigError, match="under a file"):
+        LoaderSettings(cache="disk", cache_dir=str(blocker / "cache"))
+    with pytest.raises(DataConfigError, match="Did you mean 'disk'"):
+        LoaderSettings(cache="dsik")  # type: ignore[arg-type]
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root can write anywhere
+            with pytest.raises(DataConfigError, match="cannot be written"):
+                LoaderSettings(cache="disk", cache_dir=str(locked / "cache"))
+    finally:
+        locked.chmod(0o700)
