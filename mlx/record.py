@@ -169,6 +169,8 @@ class Recorder:
         run_dir: the run's output folder.
         config_yaml: the resolved config as YAML text.
         provenance: from :func:`provenance`.
+        writes: false in the processes of a multi-process run other than rank 0, which run the
+            same stages but leave the files to rank 0.
     """
 
     run_dir: Path
@@ -180,18 +182,21 @@ class Recorder:
     objective: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
+    writes: bool = True
 
     def __enter__(self) -> Recorder:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(self.run_dir / CONFIG_FILE, self.config_yaml)
-        write_json(self.run_dir / PROVENANCE_FILE, self.provenance)
         self._t0 = time.perf_counter()
+        if self.writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.run_dir / CONFIG_FILE, self.config_yaml)
+            write_json(self.run_dir / PROVENANCE_FILE, self.provenance)
         return self
 
     def write_config(self, config_yaml: str) -> None:
         """Write ``config.yaml`` again (a search stage chose the network after the run began)."""
         self.config_yaml = config_yaml
-        write_text(self.run_dir / CONFIG_FILE, config_yaml)
+        if self.writes:
+            write_text(self.run_dir / CONFIG_FILE, config_yaml)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -213,6 +218,8 @@ class Recorder:
 
     def write(self) -> None:
         """Write ``metrics.json`` from the current state."""
+        if not self.writes:
+            return
         write_json(
             self.run_dir / METRICS_FILE,
             {

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlx.config.locate import register_resolvers
 from mlx.config.validate import validate
+from mlx.engine.launch import global_rank, launched_externally
 from mlx.errors import ConfigError, MlxError, report
 from mlx.numbers import fmt
 from mlx.record import Recorder, provenance
@@ -44,10 +45,13 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
         check_stages(cfg, command)
         stages = build_stages(cfg, command)
     out = Path(cfg.paths.output_dir)
+    # under torchrun or SLURM every process runs this function: rank 0 alone writes the record
+    first = global_rank() == 0
     recorder = Recorder(
         out,
         OmegaConf.to_yaml(cfg, resolve=True),
         provenance(command=command, seed=cfg.seed, overrides=job_overrides()),
+        writes=first,
     )
     with errors_reported(), tracking_finished(), recorder:
         state = RunState(out, recorder, command)
@@ -60,7 +64,8 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
                 continue
             with recorder.stage(stage.name):
                 stage.run(state)
-    print_summary(out, recorder)
+    if first:
+        print_summary(out, recorder)
     return recorder.objective["value"]
 
 
@@ -101,7 +106,7 @@ def build_trainer(cfg: DictConfig, extra: list[Any], *, training: bool) -> Any:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint | EarlyStopping)]
     callbacks += extra
     logger = instantiate(cfg.tracking) if cfg.get("tracking") else False
-    trainer = instantiate(cfg.trainer)(callbacks=callbacks, logger=logger)
+    trainer = instantiate(trainer_config(cfg))(callbacks=callbacks, logger=logger)
     if logger:
         try:
             # W&B starts its run here: a missing login or a refused setting surfaces now
@@ -145,6 +150,19 @@ def job_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def trainer_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.trainer``, except that a strategy which spawns its processes does not spawn when
+    torchrun or SLURM already started one process per device: each of those runs the strategy
+    in place (Lightning's ``popen`` launcher leaves externally created processes alone). Spawned
+    there, every fit and test would start a child that joins a fresh process group through
+    torchrun's agent store, and the second one waits forever."""
+    trainer = cfg.trainer
+    if launched_externally() and OmegaConf.select(trainer, "strategy.start_method") == "spawn":
+        trainer = trainer.copy()
+        trainer.strategy.start_method = "popen"
+    return trainer
 
 
 @contextmanager

@@ -619,10 +619,13 @@ def check_command_line(
     """Compose and validate every job a command line would run over ``tree`` (mlx's configs,
     the project's, ``--config-dir`` folders), then every stage's own check; raise an
     :class:`~mlx.errors.MlxError`."""
+    from mlx.engine.launch import check_shared_output
     from mlx.stages import check_stages
 
     if problems := tree.problems():
         raise ConfigError(paragraph(problems))
+    if not multirun:
+        check_shared_output(any(o.startswith("hydra.run.dir=") for o in overrides))
     seen: set[tuple[str, ...]] = set()
     for i, job in enumerate(job_override_sets(overrides, multirun)):
         if tuple(job) in seen:

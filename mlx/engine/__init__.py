@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LitModel", "HistoryCallback", "ConfigInCheckpoint"]
+__all__ = [
+    "LitModel",
+    "HistoryCallback",
+    "ConfigInCheckpoint",
+    "DeepSpeedStrategy",
+    "MemoryCallback",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +26,12 @@ def __getattr__(name: str) -> Any:
         from mlx.engine import callbacks
 
         return getattr(callbacks, name)
+    if name == "DeepSpeedStrategy":
+        from mlx.engine.deepspeed import DeepSpeedStrategy
+
+        return DeepSpeedStrategy
+    if name == "MemoryCallback":
+        from mlx.engine.memory import MemoryCallback
+
+        return MemoryCallback
     raise AttributeError(f"module 'mlx.engine' has no attribute {name!r}")

@@ -104,3 +104,22 @@ class WeightsAfterFirstEpoch(pl.Callback):
         if self.state is None and trainer.current_epoch == 0:
             net = getattr(pl_module, "net", pl_module)
             self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class SpawnedGroupClosed(pl.Callback):
+    """Close the process group at the end of a fit or test whose processes the strategy spawned
+    for it. Left open, the group's communication threads are still running when the spawned
+    process exits, and C++ ends it with ``terminate called without an active exception``
+    (SIGABRT), which fails the whole run after its work is done. Processes that torchrun or
+    SLURM started keep their group: their fit and test share it."""
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import torch.distributed as dist
+        from pytorch_lightning.strategies.launchers.multiprocessing import (
+            _MultiProcessingLauncher,
+        )
+
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if isinstance(launcher, _MultiProcessingLauncher) and dist.is_initialized():
+            dist.barrier()  # no rank leaves while another still talks to it
+            dist.destroy_process_group()

@@ -59,6 +59,11 @@ class TrainStage:
         _check_monitors(cfg, errors)
         if not errors:
             _check_accelerator(cfg, errors)
+            _check_precision(cfg, errors)
+        if not errors:
+            from mlx.engine.parallel_checks import check_parallelism
+
+            check_parallelism(cfg, command, errors)
         if errors:
             raise ConfigError(paragraph(errors))
         spawned = OmegaConf.select(cfg, "trainer.strategy.start_method", default=None) == "spawn"
@@ -75,9 +80,15 @@ class TrainStage:
         return cls(cfg, training=command not in TESTING)
 
     def prepare(self, state: RunState) -> None:
-        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback
+        from mlx.engine.callbacks import ConfigInCheckpoint, HistoryCallback, SpawnedGroupClosed
+        from mlx.engine.memory import MEMORY_DIR, MemoryCallback
 
         check_objective(self.cfg, state.model)
+        state.callbacks.append(SpawnedGroupClosed())
+        if self.training:
+            from mlx.engine.parallel_checks import check_network
+
+            check_network(self.cfg, state.model.net)
         if self.cfg.ckpt_path is not None:
             from mlx.engine.checkpoint import load
 
@@ -88,6 +99,7 @@ class TrainStage:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             state.callbacks.append(ConfigInCheckpoint(config))
             state.callbacks.append(HistoryCallback(state.out / "history.csv"))
+            state.callbacks.append(MemoryCallback(state.out / MEMORY_DIR))
             if (pruning := trial_pruning(self.cfg)) is not None:
                 state.callbacks.append(pruning)
 
@@ -222,6 +234,7 @@ def objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[
 def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
     """Epochs and checkpoints, read from what the run left on disk: with spawned DDP processes
     the training state never comes back to this process, the files do."""
+    from mlx.engine.memory import MEMORY_DIR, read_memory
     from mlx.record import HISTORY_FILE, read_history
 
     history = read_history(out / HISTORY_FILE)
@@ -239,6 +252,8 @@ def run_summary(trainer: Any, dm: Any, out: Path) -> dict[str, Any]:
             "best": (cb.best_model_path or None) if cb else None,
             "last": str(last[0]) if last and last[0].is_file() else None,
         },
+        # each process's parameter, gradient and optimizer-state bytes, by rank
+        "memory": read_memory(out / MEMORY_DIR),
     }
 
 
@@ -350,6 +365,24 @@ def _check_optimizer(cfg: Any, errors: list[str]) -> None:
             "model.optimizer.nesterov=true needs momentum > 0 and dampening = 0, but momentum is "
             f"{momentum!r} and dampening {dampening!r}; set model.optimizer.nesterov=false or "
             "a momentum such as 0.9."
+        )
+
+
+def _check_precision(cfg: Any, errors: list[str]) -> None:
+    """bf16 on a GPU that has no bfloat16 (before Ampere): Lightning would fail in the first
+    step. A CPU always has it (torch emulates it where the instructions are missing)."""
+    from omegaconf import OmegaConf
+
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="") or "")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if not precision.startswith("bf16") or accelerator not in ("gpu", "cuda", "auto"):
+        return
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        errors.append(
+            f"trainer.precision={precision} needs bfloat16, which {torch.cuda.get_device_name()} "
+            "does not have; use trainer.precision=16-mixed (float16 with loss scaling) or 32-true."
         )
 
 

@@ -227,6 +227,18 @@ def test_missing_accelerator() -> None:
     assert "trainer.accelerator=cuda" in message and "trainer.accelerator=auto" in message
 
 
+def test_bf16_on_a_gpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pre-Ampere GPU (no GPU here: torch's answers are those of such a machine)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
+    message = config_error("trainer.precision=bf16-mixed")
+    assert "Tesla V100" in message and "trainer.precision=16-mixed" in message
+    check_ok("trainer.precision=bf16-mixed", "trainer.accelerator=cpu")
+
+
 def test_precision_from_the_command_line(tmp_path: Path) -> None:
     check_error(["trainer.precision=fp8"], "trainer.precision", "'bf16-mixed'", cwd=tmp_path)
 
