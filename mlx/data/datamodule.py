@@ -51,7 +51,8 @@ class ArrayDataModule(pl.LightningDataModule):
     After :meth:`setup`: ``input_shape``, ``num_outputs``, ``task``, ``class_names``,
     ``split_sizes``, ``indices`` (row numbers of each split in the source's data),
     ``feature_names`` (tabular) and ``preprocessor`` (the fitted scikit-learn
-    ``ColumnTransformer``, tabular) are known.
+    ``ColumnTransformer``, tabular) are known; after a disk cache hit (``input.cache=disk``)
+    ``preprocessor`` is None, as only the encoded splits are cached (see :mod:`mlx.data.cache`).
 
     Args:
         source: loads the data (see :mod:`mlx.data.sources`).
@@ -135,7 +136,9 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         if self.loader.cache == "disk":
-            self._setup_cached()
+            from mlx.data import cache
+
+            cache.setup(self)  # reads the entry, or calls _compute and writes it
         else:
             self._compute()
         shape = tuple(self.datasets["train"].tensors[0].shape[1:])
@@ -148,32 +151,6 @@ class ArrayDataModule(pl.LightningDataModule):
             )
         # one generator for the whole run: seed_everything before setup fixes every epoch's order
         self.generator = torch.Generator().manual_seed(torch.initial_seed())
-
-    # what the deterministic part of setup computes, and the disk cache keeps
-    _CACHED = ("indices", "preprocessor", "feature_names", "channel_stats", "_loaded")
-
-    def _setup_cached(self) -> None:
-        """Read the loaded, split and encoded data from the disk cache, or compute and write it."""
-        from mlx.data import cache
-
-        folder = str(self.loader.cache_dir)
-        settings = {
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction,
-            "split_seed": self.split_seed,
-            "standardize": self.standardize,
-        }
-        key = cache.cache_key(self.source, settings)
-        entry = cache.load(folder, key)
-        if entry is None:
-            self._compute()
-            entry = {name: getattr(self, name) for name in self._CACHED}
-            entry["tensors"] = {k: d.tensors for k, d in self.datasets.items()}
-            cache.save(folder, key, entry)
-            return
-        for name in self._CACHED:
-            setattr(self, name, entry[name])
-        self.datasets = {k: TensorDataset(*t) for k, t in entry["tensors"].items()}
 
     def _compute(self) -> None:
         """Load the source, split it and encode each split (fitted on the train split)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from pytorch_lightning import seed_everything
@@ -179,6 +180,59 @@ def test_disk_cache_hit_reuses_and_changes_invalidate(tmp_path: Path) -> None:
     assert CountingDigits.calls == 2
     _cached(tmp_path, split_seed=7)
     assert CountingDigits.calls == 3 and len(list(tmp_path.glob("*.pt"))) == 3
+
+
+class _Planted:
+    """A pickle that, when unpickled by a full unpickler, creates ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+def test_disk_cache_never_runs_a_planted_pickle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pickle
+
+    CountingDigits.calls = 0
+    first = _cached(tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*.pt")
+    marker = tmp_path / "marker"
+    # the entry replaced by a malicious pickle, then by a truncated file: each is a miss that is
+    # logged, recomputed and replaced atomically, and nothing in the planted file runs
+    for planted in (pickle.dumps(_Planted(marker)), entry.read_bytes()[:100]):
+        entry.write_bytes(planted)
+        with caplog.at_level("WARNING", logger="mlx.data.cache"):
+            again = _cached(tmp_path / "cache")
+        assert "cannot be used" in caplog.text and "recomputing" in caplog.text
+        caplog.clear()
+        assert not marker.exists()
+        assert torch.equal(again.datasets["train"].tensors[0], first.datasets["train"].tensors[0])
+    assert CountingDigits.calls == 3
+    # the rewritten entry is whole again: a hit
+    _cached(tmp_path / "cache")
+    assert CountingDigits.calls == 3 and not marker.exists()
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
+    # the planted pickle would have run under a full unpickler (the test's own check)
+    pickle.loads(pickle.dumps(_Planted(marker)))
+    assert marker.exists()
+
+
+def test_disk_cache_hit_on_a_table(tmp_path: Path) -> None:
+    settings = LoaderSettings(cache="disk", cache_dir=str(tmp_path))
+    made, read = (
+        ArrayDataModule(SklearnTabular("wine"), batch_size=32, loader=settings) for _ in range(2)
+    )
+    made.setup("fit")
+    read.setup("fit")  # a hit
+    assert read.describe() == made.describe()
+    assert read.num_outputs == made.num_outputs == 3
+    assert read.preprocessor is None and made.preprocessor is not None  # not cached
+    for split in ("train", "val", "test"):
+        assert np.array_equal(read.indices[split], made.indices[split])
 
 
 def test_cache_dir_not_writable(tmp_path: Path) -> None:
