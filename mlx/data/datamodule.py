@@ -6,7 +6,7 @@ This module imports torch and Lightning; ``mlx.data`` imports it on first use on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import numpy as np
@@ -274,7 +274,8 @@ class ArrayDataModule(pl.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> Iterable[Any]:
+        """A DataLoader, or with ``input.workers=thread`` torchdata nodes (``ThreadLoader``)."""
         self._data()
         dataset = self.datasets[split]
         trainer = self.trainer
@@ -299,31 +300,32 @@ class ArrayDataModule(pl.LightningDataModule):
             sampler = RandomSampler(dataset, generator=self.generator)
         else:
             sampler = SequentialSampler(dataset)
+        data: Any = dataset
         if shuffle and self.loader.augment:
             from mlx.data.augment import AugmentedBatches, SeededBatchSampler
 
             # the augmentation seeds are drawn with the indices from the one generator, in
-            # this process: the same draws with 0 or N workers
-            x, y = dataset.tensors
-            return DataLoader(
-                AugmentedBatches(x, y, self.loader),
-                batch_size=None,
-                sampler=SeededBatchSampler(sampler, self.batch_size, False, self.generator),
-                **self.loader.loader_kwargs(),
-            )
-        batches = _EpochBatchSampler(sampler, self.batch_size, drop_last=False)
-        # batch_size=None: the sampler yields whole index lists and TensorDataset indexes with them
-        return DataLoader(dataset, batch_size=None, sampler=batches, **self.loader.loader_kwargs())
+            # the one thread that iterates the sampler: the same draws with 0 or N workers
+            data = AugmentedBatches(*dataset.tensors, self.loader)
+            batches: Any = SeededBatchSampler(sampler, self.batch_size, False, self.generator)
+        else:
+            batches = _EpochBatchSampler(sampler, self.batch_size, drop_last=False)
+        if self.loader.workers == "thread" and self.loader.num_workers > 0:
+            from mlx.data.threads import ThreadLoader
 
-    def train_dataloader(self) -> DataLoader:
+            return ThreadLoader(data, batches, self.loader)
+        # batch_size=None: the sampler yields whole index lists and the dataset indexes with them
+        return DataLoader(data, batch_size=None, sampler=batches, **self.loader.loader_kwargs())
+
+    def train_dataloader(self) -> Iterable[Any]:
         """Shuffled train batches (the order follows the generator seeded in setup)."""
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Iterable[Any]:
         """Validation batches in a fixed order."""
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> Iterable[Any]:
         """Test batches in a fixed order."""
         return self._loader("test", shuffle=False)
 

@@ -83,6 +83,9 @@ class Loaded:
     categorical: list[str]
 
 
+WORKER_KINDS = ("process", "thread")
+"""The values of ``LoaderSettings.workers``."""
+
 AUGMENTATIONS = ("shift", "rotate", "noise")
 """The names ``LoaderSettings.augment`` accepts (all of them need image data)."""
 
@@ -92,11 +95,12 @@ class LoaderSettings:
     """How the data loaders feed batches; the same settings apply to every split.
 
     Args:
-        num_workers: worker processes; 0 loads batches in the training process, the fastest
-            choice for in-memory data.
-        prefetch_factor: batches each worker loads ahead; only with workers.
+        num_workers: workers that build batches; 0 builds them in the training process, the
+            fastest choice for in-memory data.
+        prefetch_factor: batches each worker loads ahead; only with workers (None: 2).
         pin_memory: page-locked host memory, for faster copies to a GPU.
-        persistent_workers: keep workers alive between epochs; only with workers.
+        persistent_workers: keep worker processes alive between epochs; only with workers
+            (threads are restarted each epoch at no noticeable cost).
         augment: random image augmentations of the train batches, applied in this order after
             the encoding: ``shift`` (translate by up to ``shift`` pixels, zero fill), ``rotate``
             (by up to ``rotate`` degrees) and ``noise`` (Gaussian, standard deviation
@@ -109,6 +113,10 @@ class LoaderSettings:
             ``memory`` (this run only) or ``disk`` (reused by later runs with the same data,
             split and encoding; see :mod:`mlx.data.cache`).
         cache_dir: the disk cache's folder; each entry is a file named by its key.
+        workers: what the workers are: ``process`` (a PyTorch DataLoader's worker processes)
+            or ``thread`` (threads of the training process, with torchdata's nodes; see
+            :mod:`mlx.data.threads`). Batches, their order and their augmentations are the
+            same with either kind and any number of workers.
     """
 
     num_workers: Annotated[int, Ge(0)] = 0
@@ -121,6 +129,7 @@ class LoaderSettings:
     noise: Annotated[float, Ge(0)] = 0.1
     cache: Literal["memory", "disk"] = "memory"
     cache_dir: str | None = None
+    workers: Literal["process", "thread"] = "process"
 
     def __post_init__(self) -> None:
         problems = []
@@ -166,11 +175,17 @@ class LoaderSettings:
             )
         elif self.cache == "disk":
             problems += _check_cache_dir(self.cache_dir)
+        if self.workers not in WORKER_KINDS:
+            problems.append(
+                f"workers must be 'process' or 'thread', not {self.workers!r}."
+                + did_you_mean(str(self.workers), WORKER_KINDS)
+            )
         if problems:
             raise DataConfigError(f"LoaderSettings: {'; '.join(problems)}.")
 
     def loader_kwargs(self) -> dict[str, Any]:
-        """These settings as keyword arguments of ``torch.utils.data.DataLoader``."""
+        """These settings as keyword arguments of ``torch.utils.data.DataLoader`` (the
+        ``process`` kind of workers)."""
         return {
             "num_workers": self.num_workers,
             "prefetch_factor": self.prefetch_factor,

@@ -57,18 +57,25 @@ def test_noise_has_the_asked_std() -> None:
 # determinism of order and draws, with 0 or 2 workers
 
 
-def _train_batches(seed: int, workers: int, epochs: int = 2) -> list[torch.Tensor]:
+def _train_batches(
+    seed: int, workers: int, kind: str = "process", epochs: int = 2, augment: bool = True
+) -> list[torch.Tensor]:
     settings = LoaderSettings(
         num_workers=workers,
         prefetch_factor=2 if workers else None,
-        augment=["shift", "rotate", "noise"],
+        augment=["shift", "rotate", "noise"] if augment else [],
+        workers=kind,  # type: ignore[arg-type]
     )
     dm = ArrayDataModule(Digits(), batch_size=256, loader=settings)
     seed_everything(seed, verbose=False)
     dm.setup("fit")
     batches = []
     for _ in range(epochs):
-        for x, y in dm.train_dataloader():
+        loader = dm.train_dataloader()
+        assert len(loader) == 5  # type: ignore[arg-type]
+        threaded = kind == "thread" and workers > 0
+        assert type(loader).__name__ == ("ThreadLoader" if threaded else "DataLoader")
+        for x, y in loader:
             batches += [x, y.float()]
     return batches
 
@@ -78,18 +85,45 @@ def serial() -> list[torch.Tensor]:
     return _train_batches(seed=3, workers=0)
 
 
-def test_same_seed_same_batches_with_workers(serial: list[torch.Tensor]) -> None:
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_same_seed_same_batches_with_workers(serial: list[torch.Tensor], kind: str) -> None:
     assert len(serial) == 2 * 2 * 5  # 2 epochs of 5 batches of 256 (x and y)
-    with_workers = _train_batches(seed=3, workers=2)
+    with_workers = _train_batches(seed=3, workers=2, kind=kind)
     assert len(with_workers) == len(serial)
     assert all(torch.equal(a, b) for a, b in zip(serial, with_workers, strict=True))
     # the two epochs differ (order and draws)
     assert not torch.equal(serial[0], serial[10])
 
 
+def test_same_order_without_augmentations_with_threads() -> None:
+    plain = _train_batches(seed=5, workers=0, epochs=2, augment=False)
+    threads = _train_batches(seed=5, workers=2, kind="thread", epochs=2, augment=False)
+    assert all(torch.equal(a, b) for a, b in zip(plain, threads, strict=True))
+    assert not torch.equal(plain[1], plain[11])  # each epoch its own order
+
+
+def test_run_with_threads_augmentations_and_disk_cache(make_cfg, tmp_path: Path) -> None:
+    from mlx import run as mlx_run
+    from mlx.record import read_record
+
+    overrides = [
+        "input=threads",
+        "input.cache=disk",
+        f"input.cache_dir={tmp_path / 'cache'}",
+        "input.augment=[shift,noise]",
+        "debug=limit",  # 2 epochs: the thread loader is iterated twice
+    ]
+    assert mlx_run.main(make_cfg(overrides)) >= 0
+    rec = read_record(tmp_path / "run")
+    assert rec.status == "completed" and len(rec.history) == 2
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
 def test_other_seed_other_batches(serial: list[torch.Tensor]) -> None:
     other = _train_batches(seed=4, workers=0, epochs=1)
     assert not torch.equal(serial[0], other[0])
+    threads = _train_batches(seed=4, workers=2, kind="thread", epochs=1)
+    assert all(torch.equal(a, b) for a, b in zip(other, threads, strict=True))
 
 
 def test_only_train_is_augmented() -> None:
