@@ -159,7 +159,7 @@ def test_image_augmentation_on_a_table_in_setup() -> None:
         dm.setup("fit")
 
 
-def test_cli_bad_augmentations(tmp_path: Path) -> None:
+def test_cli_bad_input(tmp_path: Path) -> None:
     check_error(
         ["data=breast_cancer", "model=mlp", "input.augment=[shift]"],
         "input.augment=['shift']",
@@ -170,7 +170,20 @@ def test_cli_bad_augmentations(tmp_path: Path) -> None:
     check_error(
         ["input.num_workers=0", "input.prefetch_factor=2"], "prefetch_factor needs", cwd=tmp_path
     )
-    check_error(["input.num_workers=-1"], "num_workers", cwd=tmp_path)
+    check_error(["input=threads", "input.num_workers=-1"], "num_workers", ">= 0", cwd=tmp_path)
+    check_error(
+        ["input.persistent_workers=true"], "persistent_workers needs num_workers", cwd=tmp_path
+    )
+    check_error(["input.workers=thraed"], "input.workers", "Did you mean 'thread'?", cwd=tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    check_error(
+        ["input.cache=disk", f"input.cache_dir={blocker / 'cache'}"],
+        "cache_dir",
+        "is under a file",
+        cwd=tmp_path,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +289,8 @@ def test_cache_dir_not_writable(tmp_path: Path) -> None:
         LoaderSettings(cache="disk", cache_dir=str(blocker / "cache"))
     with pytest.raises(DataConfigError, match="Did you mean 'disk'"):
         LoaderSettings(cache="dsik")  # type: ignore[arg-type]
+    with pytest.raises(DataConfigError, match="workers must be 'process' or 'thread'.*'thread'"):
+        LoaderSettings(workers="threads")  # type: ignore[arg-type]
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     try:
