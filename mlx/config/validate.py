@@ -480,7 +480,7 @@ def _check_source(cfg: Any, errors: list[str]) -> None:
     data = OmegaConf.select(cfg, "data", throw_on_missing=False)
     if not isinstance(data, DictConfig):
         return
-    source = None
+    source = loader = None
     for key in ("source", "loader"):
         node = data.get(key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -494,7 +494,17 @@ def _check_source(cfg: Any, errors: list[str]) -> None:
             errors.append(f"{label}: {e}")
             continue
         source = built if key == "source" else source
+        loader = built if key == "loader" else loader
     if source is None or errors:
+        return
+    shape = getattr(source, "example_shape", None)
+    augment = getattr(loader, "augment", None)
+    if augment and isinstance(shape, tuple) and len(shape) != 3:
+        errors.append(
+            f"input.augment={list(augment)}: image augmentations need image data (examples of "
+            f"shape (channels, height, width)), but the data ({source!r}) has examples of shape "
+            f"{shape}; set input.augment=[]."
+        )
         return
     if str(data.get("_target_")) in (
         "mlx.data.ArrayDataModule",

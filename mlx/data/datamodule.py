@@ -6,7 +6,7 @@ This module imports torch and Lightning; ``mlx.data`` imports it on first use on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import numpy as np
@@ -51,7 +51,8 @@ class ArrayDataModule(pl.LightningDataModule):
     After :meth:`setup`: ``input_shape``, ``num_outputs``, ``task``, ``class_names``,
     ``split_sizes``, ``indices`` (row numbers of each split in the source's data),
     ``feature_names`` (tabular) and ``preprocessor`` (the fitted scikit-learn
-    ``ColumnTransformer``, tabular) are known.
+    ``ColumnTransformer``, tabular) are known; after a disk cache hit (``input.cache=disk``)
+    ``preprocessor`` is None, as only the encoded splits are cached (see :mod:`mlx.data.cache`).
 
     Args:
         source: loads the data (see :mod:`mlx.data.sources`).
@@ -147,6 +148,25 @@ class ArrayDataModule(pl.LightningDataModule):
         """Load, split and encode the data once; later calls (Lightning's for test) return."""
         if self.datasets:
             return
+        if self.loader.cache == "disk":
+            from mlx.data import cache
+
+            cache.setup(self)  # reads the entry, or calls _compute and writes it
+        else:
+            self._compute()
+        shape = tuple(self.datasets["train"].tensors[0].shape[1:])
+        if self.loader.augment and len(shape) != 3:
+            self.datasets = {}
+            raise DataConfigError(
+                f"input.augment={self.loader.augment} needs image data (N, C, H, W); "
+                f"{type(self.source).__name__} gives inputs of shape {shape}. "
+                "Set input.augment=[]."
+            )
+        # one generator for the whole run: seed_everything before setup fixes every epoch's order
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+
+    def _compute(self) -> None:
+        """Load the source, split it and encode each split (fitted on the train split)."""
         data = self.source()
         _check_loaded(data, self.source)
         stratify = data.target if data.task == "classification" else None
@@ -160,8 +180,6 @@ class ArrayDataModule(pl.LightningDataModule):
             y = torch.as_tensor(data.target[rows], dtype=y_dtype)  # (N,)
             self.datasets[split] = TensorDataset(x, y)
         self._loaded = data
-        # one generator for the whole run: seed_everything before setup fixes every epoch's order
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
 
     def _fit_encoder(self, data: Loaded, train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """A function from row numbers to encoded features, fitted on the train rows only."""
@@ -269,7 +287,8 @@ class ArrayDataModule(pl.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> Iterable[Any]:
+        """A DataLoader, or with ``input.workers=thread`` torchdata nodes (``ThreadLoader``)."""
         self._data()
         dataset = self.datasets[split]
         trainer = self.trainer
@@ -296,19 +315,32 @@ class ArrayDataModule(pl.LightningDataModule):
             sampler = RandomSampler(dataset, generator=self.generator)
         else:
             sampler = SequentialSampler(dataset)
-        batches = _EpochBatchSampler(sampler, self.batch_size, drop_last=False)
-        # batch_size=None: the sampler yields whole index lists and TensorDataset indexes with them
-        return DataLoader(dataset, batch_size=None, sampler=batches, **self.loader.loader_kwargs())
+        data: Any = dataset
+        if shuffle and self.loader.augment:
+            from mlx.data.augment import AugmentedBatches, SeededBatchSampler
 
-    def train_dataloader(self) -> DataLoader:
+            # the augmentation seeds are drawn with the indices from the one generator, in
+            # the one thread that iterates the sampler: the same draws with 0 or N workers
+            data = AugmentedBatches(*dataset.tensors, self.loader)
+            batches: Any = SeededBatchSampler(sampler, self.batch_size, False, self.generator)
+        else:
+            batches = _EpochBatchSampler(sampler, self.batch_size, drop_last=False)
+        if self.loader.workers == "thread" and self.loader.num_workers > 0:
+            from mlx.data.threads import ThreadLoader
+
+            return ThreadLoader(data, batches, self.loader)
+        # batch_size=None: the sampler yields whole index lists and the dataset indexes with them
+        return DataLoader(data, batch_size=None, sampler=batches, **self.loader.loader_kwargs())
+
+    def train_dataloader(self) -> Iterable[Any]:
         """Shuffled train batches (the order follows the generator seeded in setup)."""
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Iterable[Any]:
         """Validation batches in a fixed order."""
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> Iterable[Any]:
         """Test batches in a fixed order."""
         return self._loader("test", shuffle=False)
 

@@ -83,22 +83,53 @@ class Loaded:
     categorical: list[str]
 
 
+WORKER_KINDS = ("process", "thread")
+"""The values of ``LoaderSettings.workers``."""
+
+AUGMENTATIONS = ("shift", "rotate", "noise")
+"""The names ``LoaderSettings.augment`` accepts (all of them need image data)."""
+
+
 @dataclass
 class LoaderSettings:
     """How the data loaders feed batches; the same settings apply to every split.
 
     Args:
-        num_workers: worker processes; 0 loads batches in the training process, the fastest
-            choice for in-memory data.
-        prefetch_factor: batches each worker loads ahead; only with workers.
+        num_workers: workers that build batches; 0 builds them in the training process, the
+            fastest choice for in-memory data.
+        prefetch_factor: batches each worker loads ahead; only with workers (None: 2).
         pin_memory: page-locked host memory, for faster copies to a GPU.
-        persistent_workers: keep workers alive between epochs; only with workers.
+        persistent_workers: keep worker processes alive between epochs; only with workers
+            (threads are restarted each epoch at no noticeable cost).
+        augment: random image augmentations of the train batches, applied in this order after
+            the encoding: ``shift`` (translate by up to ``shift`` pixels, zero fill), ``rotate``
+            (by up to ``rotate`` degrees) and ``noise`` (Gaussian, standard deviation
+            ``noise`` in encoded units); None or [] for none. Validation and test batches are
+            never augmented.
+        shift: largest translation of ``shift``, in pixels.
+        rotate: largest angle of ``rotate``, in degrees.
+        noise: standard deviation of ``noise``.
+        cache: where the loaded, split and encoded data (the deterministic part) is kept:
+            ``memory`` (this run only) or ``disk`` (reused by later runs with the same data,
+            split and encoding; see :mod:`mlx.data.cache`).
+        cache_dir: the disk cache's folder; each entry is a file named by its key.
+        workers: what the workers are: ``process`` (a PyTorch DataLoader's worker processes)
+            or ``thread`` (threads of the training process, with torchdata's nodes; see
+            :mod:`mlx.data.threads`). Batches, their order and their augmentations are the
+            same with either kind and any number of workers.
     """
 
     num_workers: Annotated[int, Ge(0)] = 0
     prefetch_factor: Annotated[int, Ge(1)] | None = None
     pin_memory: bool = False
     persistent_workers: bool = False
+    augment: list[str] | None = None
+    shift: Annotated[int, Ge(0)] = 2
+    rotate: Annotated[float, Ge(0)] = 15.0
+    noise: Annotated[float, Ge(0)] = 0.1
+    cache: Literal["memory", "disk"] = "memory"
+    cache_dir: str | None = None
+    workers: Literal["process", "thread"] = "process"
 
     def __post_init__(self) -> None:
         problems = []
@@ -118,17 +149,64 @@ class LoaderSettings:
             problems.append(
                 "persistent_workers needs num_workers >= 1; set it to false or add workers"
             )
+        if self.augment is not None:
+            if isinstance(self.augment, str) or not all(isinstance(a, str) for a in self.augment):
+                problems.append(f"augment must be a list of names, not {self.augment!r}")
+            else:
+                self.augment = list(self.augment)
+                for name in self.augment:
+                    if name not in AUGMENTATIONS:
+                        problems.append(
+                            f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATIONS)})."
+                            + did_you_mean(name, AUGMENTATIONS)
+                        )
+                if len(set(self.augment)) < len(self.augment):
+                    problems.append(f"augment names an augmentation twice: {self.augment}")
+        if not _is_int(self.shift) or self.shift < 0:
+            problems.append(f"shift must be an integer >= 0, not {self.shift!r}")
+        for key in ("rotate", "noise"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                problems.append(f"{key} must be a number >= 0, not {value!r}")
+        if self.cache not in ("memory", "disk"):
+            problems.append(
+                f"cache must be 'memory' or 'disk', not {self.cache!r}."
+                + did_you_mean(str(self.cache), ("memory", "disk"))
+            )
+        elif self.cache == "disk":
+            problems += _check_cache_dir(self.cache_dir)
+        if self.workers not in WORKER_KINDS:
+            problems.append(
+                f"workers must be 'process' or 'thread', not {self.workers!r}."
+                + did_you_mean(str(self.workers), WORKER_KINDS)
+            )
         if problems:
             raise DataConfigError(f"LoaderSettings: {'; '.join(problems)}.")
 
     def loader_kwargs(self) -> dict[str, Any]:
-        """These settings as keyword arguments of ``torch.utils.data.DataLoader``."""
+        """These settings as keyword arguments of ``torch.utils.data.DataLoader`` (the
+        ``process`` kind of workers)."""
         return {
             "num_workers": self.num_workers,
             "prefetch_factor": self.prefetch_factor,
             "pin_memory": self.pin_memory,
             "persistent_workers": self.persistent_workers,
         }
+
+
+def _check_cache_dir(cache_dir: Any) -> list[str]:
+    """Problems with a disk cache folder: it must be (or be creatable in) a writable folder."""
+    import os
+
+    if not isinstance(cache_dir, str) or not cache_dir:
+        return [f"cache=disk needs cache_dir, a folder, not {cache_dir!r}"]
+    folder = Path(cache_dir).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return [f"cache_dir {cache_dir!r} is under a file ({existing}), not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"cache_dir {cache_dir!r} cannot be written ({existing} is not writable)"]
+    return []
 
 
 def _is_int(value: Any) -> bool:
