@@ -9,16 +9,19 @@ which is None for the CPU. :class:`DeepSpeedStrategy` changes exactly those thre
 Checkpoints: DeepSpeed writes a folder of shards; this strategy writes it beside the file
 Lightning asks for (``best.ckpt`` -> ``best.deepspeed/``), then consolidates the shards on rank 0
 into that one file: a plain Lightning checkpoint (fp32 weights, the loops' and callbacks' state,
-the mlx config) that ``torch.load(weights_only=True)`` reads. Resuming from such a file loads
-the folder beside it when there is one (weights and optimizer state, ZeRO-partitioned as they
-were written); a file alone restores the weights.
+the mlx config) that ``torch.load(weights_only=True)`` reads. Every save writes its shards under
+a new tag (``best.deepspeed/<tag>/``) that the file names, so that the file and its shards are
+always one save, even after a kill during a save. Resuming from such a file loads its shards
+when they are there (weights and optimizer state, ZeRO-partitioned as they were written); a
+file alone restores the weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from mlx.errors import ConfigError
 
 SHARDS_SUFFIX = ".deepspeed"  # the sharded folder kept beside each consolidated checkpoint
+SHARDS_TAG_KEY = "deepspeed_tag"  # the consolidated file's key naming its shards' tag
 
 
 def shards_of(path: str | Path) -> Path:
@@ -145,23 +149,43 @@ class DeepSpeedStrategy(_LightningDeepSpeed):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None
     ) -> None:
+        if storage_options is not None:
+            raise TypeError("DeepSpeed writes its own checkpoint files: no storage_options.")
         filepath = Path(self.broadcast(str(filepath)))
         shards = shards_of(filepath)
-        super().save_checkpoint(checkpoint, shards, storage_options)
+        # Each save writes its shards under a tag of its own and the consolidated file names
+        # that tag. The file is replaced (atomically) only once every process's shards are
+        # written, so wherever a kill lands, the file and the shards it names are one save:
+        # a resume never reads a newer, maybe half-written, set of shards beside an older file
+        tag = self.broadcast(f"step{checkpoint.get('global_step', 0)}-{secrets.token_hex(4)}")
+        client_state = {
+            k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")
+        }
+        self.deepspeed_engine.save_checkpoint(
+            str(shards),
+            client_state=client_state,
+            tag=tag,
+            save_latest=False,  # written below, once the save is complete
+            exclude_frozen_parameters=self.exclude_frozen_parameters,
+        )
         self.barrier("deepspeed_shards_written")
         if self.is_global_zero:
             from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-            state = get_fp32_state_dict_from_zero_checkpoint(str(shards), tag="checkpoint")
+            state = get_fp32_state_dict_from_zero_checkpoint(str(shards), tag=tag)
             full = {k: v for k, v in checkpoint.items() if k != "optimizer_states"}
             full["state_dict"] = {k: v.detach().clone() for k, v in state.items()}
             # buffers (BatchNorm statistics) keep the module's own values
             for key, value in checkpoint.get("state_dict", {}).items():
                 if key not in full["state_dict"] and value.numel() > 0:
                     full["state_dict"][key] = value
-            tmp = filepath.with_name(filepath.name + ".tmp")
-            torch.save(full, tmp)
-            tmp.replace(filepath)
+            full[SHARDS_TAG_KEY] = tag
+            _replace(filepath, lambda tmp: torch.save(full, tmp))
+            # DeepSpeed's own tools (zero_to_fp32.py) read the tag in `latest`
+            _replace(shards / "latest", lambda tmp: tmp.write_text(tag))
+            for old in shards.iterdir():  # earlier saves' shards, and any a kill left
+                if old.is_dir() and old.name != tag:
+                    shutil.rmtree(old, ignore_errors=True)
         self.barrier("deepspeed_checkpoint_consolidated")
 
     def remove_checkpoint(self, filepath: Any) -> None:
@@ -177,9 +201,24 @@ class DeepSpeedStrategy(_LightningDeepSpeed):
         assert self.lightning_module is not None
         fitting = self.lightning_module.trainer.state.fn == TrainerFn.FITTING
         if fitting and shards.is_dir():
-            self._full_weights = False
-            # the loops' and callbacks' state: the consolidated file's, identical to the shards'
-            return _LightningDeepSpeed.load_checkpoint(self, shards, weights_only)
+            tag = self.broadcast(_shards_tag(checkpoint_path) if self.is_global_zero else None)
+            if tag is None:  # written before the file named its shards: `latest`'s
+                self._full_weights = False
+                return _LightningDeepSpeed.load_checkpoint(self, shards, weights_only)
+            if (shards / tag).is_dir():
+                self._full_weights = False
+                # the loops' and callbacks' state: the consolidated file's, identical to the
+                # shards' (one save)
+                _, client_state = self.deepspeed_engine.load_checkpoint(
+                    str(shards),
+                    tag=tag,
+                    load_optimizer_states=True,
+                    load_lr_scheduler_states=False,
+                    load_module_strict=self.lightning_module.strict_loading,
+                )
+                if client_state is None:
+                    raise RuntimeError(f"DeepSpeed could not load the shards in {shards / tag}")
+                return client_state
         self._full_weights = True
         return self.checkpoint_io.load_checkpoint(
             checkpoint_path, weights_only=True if weights_only is None else weights_only
@@ -193,6 +232,19 @@ class DeepSpeedStrategy(_LightningDeepSpeed):
         else:
             assert self.lightning_module is not None
             self.lightning_module.load_state_dict(checkpoint["state_dict"], strict=strict)
+
+
+def _shards_tag(path: Path) -> str | None:
+    """The tag of the shards that the consolidated checkpoint ``path`` was made from."""
+    tag = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(SHARDS_TAG_KEY)
+    return str(tag) if tag is not None else None
+
+
+def _replace(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write ``path`` through a temporary file renamed over it: never half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
 
 
 def _skip_shm_comm_op() -> None:

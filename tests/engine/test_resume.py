@@ -250,3 +250,88 @@ def test_slurm_sigusr1_requeues_and_the_requeued_job_continues(
     assert got["status"] == "completed" and got["metrics"] == _metrics(reference)["metrics"]
     assert got["resumed"]["times"] == 1
     assert calls.read_text().split() == ["requeue", "4242"]  # a finished run is not requeued
+
+
+# ---- DeepSpeed ZeRO: a checkpoint is shards (checkpoints/last.deepspeed/) and one file ---------
+
+ZERO = ["parallelism=deepspeed_zero2", "model=mlp", "tracking=none"]
+
+# Imported by every process of the run (first on PYTHONPATH): SIGKILL the whole job when a
+# process starts the N-th copy of DeepSpeed's recovery script into a folder ending in TARGET.
+# DeepSpeed copies it once per save on rank 0, after rank 0 wrote its shards and before the
+# save is consolidated into the .ckpt file: the kill lands between the two, every time.
+KILL_DURING_SAVE = """
+import os, signal, sys
+
+_target = os.environ["MLX_TEST_KILL_AT"]
+_left = [int(os.environ["MLX_TEST_KILL_AT_COPY"])]
+
+
+def _kill(event, args):
+    if event == "shutil.copyfile" and str(args[1]).endswith(_target):
+        _left[0] -= 1
+        if _left[0] == 0:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+sys.addaudithook(_kill)
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_zero(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("uninterrupted") / "zero2"
+    result = run_cli("run", *SETTINGS, *ZERO, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.output
+    return run
+
+
+def test_zero_killed_while_saving_resumes_from_one_consistent_save(
+    uninterrupted_zero: Path, tmp_path: Path
+) -> None:
+    """Under ZeRO a checkpoint is every process's shards (``last.deepspeed/``) consolidated
+    into one file (``last.ckpt``). Killed in the third epoch's save, after shards were written
+    and before the file was replaced, the run holds newer shards beside the second epoch's
+    file; the same command continues from the second epoch (the file and its own shards), and
+    ends with the uninterrupted run's weights and metrics."""
+    run = tmp_path / "run"
+    args = [*SETTINGS, *ZERO, f"hydra.run.dir={run}"]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_DURING_SAVE)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+        "MLX_TEST_KILL_AT": "last.deepspeed/zero_to_fp32.py",
+        "MLX_TEST_KILL_AT_COPY": "3",
+    }
+    proc = subprocess.run(
+        [MLX, "run", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **env}, start_new_session=True,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    # newer shards beside the second epoch's file
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
+    shards = [p for p in (run / "checkpoints" / "last.deepspeed").rglob("*.pt")]
+    assert any(p.stat().st_mtime_ns > last.stat().st_mtime_ns for p in shards)
+    assert not (run / "metrics.json").exists()
+    before = _history(run)
+    assert [int(r["epoch"]) for r in before] == [0, 1, 2]  # epoch 2's row precedes its save
+    result = run_cli("run", *args)
+    assert result.returncode == 0, result.output
+    for name in ("best.ckpt", "last.ckpt"):
+        _same_weights(run / "checkpoints" / name, uninterrupted_zero / "checkpoints" / name)
+    got, want = _metrics(run), _metrics(uninterrupted_zero)
+    assert got["status"] == "completed"
+    assert got["resumed"] == {"from_epoch": 1, "times": 1}
+    # the epoch means are all-reduced over gloo, as for ddp
+    assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-6)
+    assert got["objective"]["value"] == pytest.approx(want["objective"]["value"], rel=1e-6)
+    # it continued from the file's epoch: epochs 0-1 kept as they were, epoch 2 trained again
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert rows[:2] == before[:2]
+    assert rows[2]["seconds"] != before[2]["seconds"]
+    # the shards of the interrupted save are gone: the folder holds one save, the file's
+    saves = [p for p in (run / "checkpoints" / "last.deepspeed").iterdir() if p.is_dir()]
+    assert len(saves) == 1
