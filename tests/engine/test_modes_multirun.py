@@ -4,6 +4,7 @@ process runs job after job, each spawning its own processes. Whatever a job leav
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sqlite3
@@ -75,28 +76,40 @@ def _alive(group: int) -> bool:
     return True
 
 
-def test_sweep_of_a_sharded_mode(tmp_path: Path) -> None:
+def test_sweep_of_a_sharded_mode_completes_and_prunes_trials(tmp_path: Path) -> None:
     """`mlx sweep` with trials under FSDP: each trial reports its validation curve to the
-    ledger from its spawned rank 0 (median pruning), and the sweep records its result."""
+    ledger from its spawned rank 0 and both processes stop when the pruner says so (median
+    pruning against the first trial); the sweep records its result."""
     folder = tmp_path / "sweep"
     r = run_cli(
-        "sweep", "digits_grid", "parallelism=fsdp", "estimation=median",
-        "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={folder}",
-        f"hydra.sweeper.export_dir={folder}/experiment",
+        "sweep", "digits_grid", "parallelism=fsdp", "hydra.sweeper.n_trials=3",
+        "estimation=median", "estimation.pruner.n_startup_trials=1",
+        "estimation.pruner.n_warmup_steps=0", *TINY, "trainer.max_epochs=2",
+        f"hydra.sweep.dir={folder}", f"hydra.sweeper.export_dir={folder}/experiment",
     )  # fmt: skip
     assert r.returncode == 0, r.output[-3000:]
+    with (folder / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    states = [t["state"] for t in rows]
+    # the grid's order (seeded) puts lr=0.001, the slow one, second: it is pruned
+    assert states.count("complete") == 2 and states.count("pruned") == 1, rows
     summary = json.loads((folder / "sweep.json").read_text())
-    assert summary["counts"] == {"complete": 2}
-    trials = [t for t in (folder / "trials.csv").read_text().splitlines()[1:] if t]
-    assert len(trials) == 2
-    values = []
-    for number in (0, 1):
-        record = _record(folder / str(number))
-        assert record["status"] == "completed" and "test/acc" in record["metrics"]
-        values.append(record["objective"]["value"])
-    assert summary["best"][0]["values"]["val/acc"] == max(values)
+    assert summary["counts"] == {"complete": 2, "pruned": 1}
+    completed = []
+    for t in rows:
+        job = Path(t["output_dir"])
+        record = _record(job)
+        pruned = t["state"] == "pruned"
+        assert record["status"] == ("pruned" if pruned else "completed"), t
+        assert bool(t["pruned_at_epoch"]) == pruned
+        if pruned:
+            assert record["epochs_trained"] == 1 and "test/acc" not in record["metrics"]
+            continue
+        assert "test/acc" in record["metrics"] and load(job / "checkpoints" / "best.ckpt").config
+        completed.append(record["objective"]["value"])
+    assert summary["best"][0]["values"]["val/acc"] == max(completed)
     assert (folder / "experiment" / "digits_grid_best.yaml").is_file()
     con = sqlite3.connect(folder / "sweep.db")
     steps = con.execute("select count(*) from trial_intermediate_values").fetchone()[0]
     con.close()
-    assert steps == 2  # one epoch each
+    assert steps == 2 + 2 + 1  # two epochs of each completed trial, one of the pruned
