@@ -58,7 +58,7 @@ def test_pipeline_trains_and_best_ckpt_evaluates(tmp_path: Path, model: str) -> 
         (["trainer.strategy.schedule=1F1B", "trainer.strategy.micro_batches=1"], "1F1B"),
         (["trainer.strategy.schedule=Interleaved"], "schedule"),
         (["trainer.precision=bf16-mixed"], "32-bit precision only"),
-        (["trainer.devices=40", "model=mlp"], "has only"),
+        (["trainer.devices=40", "model=mlp"], "CPU core(s)"),
     ],
 )
 def test_pipeline_bad_input(tmp_path: Path, overrides: list[str], message: str) -> None:
@@ -96,3 +96,14 @@ def test_pipeline_equals_gradient_accumulation(tmp_path: Path) -> None:
     assert a is not None and b is not None and a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
+def test_more_stages_than_layers_is_refused() -> None:
+    """Checked once the network is built (its layers() count), before any process starts."""
+    from torch import nn
+
+    from mlx.engine.pipeline import split_layers
+    from mlx.errors import MlxError
+
+    with pytest.raises(MlxError, match="has only 3 layers"):
+        split_layers([nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2)], 4)
