@@ -121,9 +121,10 @@ def test_processes_of_a_launcher_need_one_named_folder(tmp_path: Path) -> None:
 
 
 def readme_srun_line() -> str:
-    """The ``srun`` line of the README's sbatch example."""
+    """The ``srun`` line of the README's two-node sbatch example."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    (line,) = [ln for ln in readme.splitlines() if ln.startswith("srun mlx run ")]
+    lines = readme.splitlines()
+    (line,) = [ln for ln in lines if ln.startswith("srun mlx run ") and "num_nodes=2" in ln]
     return line
 
 
