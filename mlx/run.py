@@ -201,7 +201,12 @@ def build_trainer(cfg: DictConfig, extra: list[Any], *, training: bool) -> Any:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint | EarlyStopping)]
     callbacks += extra
     logger = instantiate(cfg.tracking, **wandb_run_id(cfg)) if cfg.get("tracking") else False
-    trainer = instantiate(trainer_config(cfg))(callbacks=callbacks, logger=logger)
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = instantiate(trainer_config(cfg))(callbacks=callbacks, logger=logger)
+    except MisconfigurationException as e:  # a combination of settings Lightning refuses
+        raise ConfigError(f"trainer: Lightning refuses these settings: {e}") from e
     if logger:
         try:
             # W&B starts its run here: a missing login or a refused setting surfaces now

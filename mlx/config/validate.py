@@ -447,10 +447,42 @@ def validate(cfg: Any, *, check_sources: bool = True) -> None:
         if isinstance(child, DictConfig | ListConfig):
             _walk(child, str(key), errors)
     _check_outputs(body, errors)
+    _check_callbacks_allowed(body, errors)
     if not errors and check_sources:
         _check_source(body, errors)
     if errors:
         raise ConfigError(paragraph(errors))
+
+
+# trainer switches that turn a kind of callback off, and Lightning's classes of that kind
+_SWITCHED_CALLBACKS = {
+    "enable_progress_bar": ("ProgressBar", "callbacks.progress_bar=null"),
+    "enable_checkpointing": ("ModelCheckpoint", "callbacks.checkpoint=null"),
+}
+
+
+def _check_callbacks_allowed(cfg: Any, errors: list[str]) -> None:
+    """``trainer.enable_progress_bar=false`` (or ``enable_checkpointing``) with such a callback
+    configured: Lightning refuses the pair when it builds the Trainer, after the data is set up."""
+    if "trainer" not in cfg or "callbacks" not in cfg:
+        return
+    for switch, (kind, removal) in _SWITCHED_CALLBACKS.items():
+        ok, enabled = _value(cfg.trainer, switch) if switch in cfg.trainer else (False, None)
+        if not ok or enabled is not False:
+            continue
+        named = [
+            str(name)
+            for name in cfg.callbacks
+            if (node := cfg.callbacks.get(name)) is not None
+            and str(node.get("_target_", "")).rsplit(".", 1)[-1].endswith(kind)
+        ]
+        if named:
+            errors.append(
+                f"trainer.{switch}=false, but callbacks {', '.join(named)} configure a {kind} "
+                f"that Lightning would then refuse: remove {'them' if len(named) > 1 else 'it'} "
+                f"too ({removal if len(named) == 1 else 'callbacks.<name>=null each'}) or use "
+                "callbacks=minimal."
+            )
 
 
 def _check_outputs(cfg: Any, errors: list[str]) -> None:

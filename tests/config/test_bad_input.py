@@ -143,6 +143,38 @@ def test_csv_logger_with_spawned_ddp(tmp_path: Path) -> None:
     check_error(["parallelism=ddp", "tracking=csv"], "tracking=csv", "tracking=wandb", cwd=tmp_path)
 
 
+def test_progress_bar_switched_off_with_its_callback(tmp_path: Path) -> None:
+    check_error(
+        ["trainer.enable_progress_bar=false"],
+        "trainer.enable_progress_bar=false",
+        "progress_bar",
+        "callbacks.progress_bar=null",
+        cwd=tmp_path,
+    )
+    message = config_error("+trainer.enable_checkpointing=false")
+    assert "checkpoint, last_checkpoint" in message and "callbacks=minimal" in message
+    check_ok("trainer.enable_progress_bar=false", "callbacks.progress_bar=null")
+    check_ok("trainer.enable_progress_bar=false", "callbacks=minimal")
+
+
+def test_other_settings_lightning_refuses_are_reported(tmp_path: Path) -> None:
+    """A pair Lightning refuses that no static check knows: its own words, as mlx's error,
+    before training (no checkpoint, no history)."""
+    res = run_cli(
+        "run",
+        "+callbacks.second_bar._target_=pytorch_lightning.callbacks.TQDMProgressBar",
+        "tracking=none",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2, res.output
+    assert "Traceback" not in res.output
+    message = res.stderr.split("mlx: error:", 1)[1]
+    assert "Lightning refuses" in message and "progress bar" in message
+    assert not (tmp_path / "run" / "history.csv").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # -- Hydra's own groups ------------------------------------------------------------------------
 
 
