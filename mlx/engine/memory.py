@@ -86,6 +86,9 @@ def grads_bytes(module: torch.nn.Module, optimizer: Any = None) -> int:
             grads += list(_tensors_in(getattr(wrapper, "averaged_gradients", None)))
             # ... and, offloaded, in CPU buffers or on the fp32 master partitions
             grads += list(_tensors_in(getattr(wrapper, "accumulated_grads_in_cpu", None)))
+            # stage 3 keeps every gradient partition in one flat buffer (the views above point
+            # into it, counted once); offloaded, it is the only place they are
+            grads += list(_tensors_in(getattr(wrapper, "grad_partitions_flat_buffer", None)))
         inner = _inner(optimizer)
         grads += [p.grad for g in inner.param_groups for p in g["params"] if p.grad is not None]
     return _nbytes(grads, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -119,7 +120,11 @@ class LitModel(pl.LightningModule):
                     raise FloatingPointError(
                         f"{split}/loss is {float(value)} at epoch {self.current_epoch}: training diverged (lower model.lr or clip gradients with trainer.gradient_clip_val)"
                     )
-                self.log(f"{split}/{name}", value, prog_bar=split != "test")
+                with warnings.catch_warnings():
+                    # the value is torchmetrics' synced one: Lightning's advice to sync it again
+                    # (sync_dist=True, one more all-reduce) would only repeat every DDP run
+                    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+                    self.log(f"{split}/{name}", value, prog_bar=split != "test")
             metric.reset()
 
     def epoch_values(self, split: str) -> dict[str, float]:

@@ -179,7 +179,8 @@ def test_zero_run_writes_the_record_and_one_checkpoint(mode: str, request, tmp_p
     assert "test/acc" in metrics["metrics"]
     memory = metrics["memory"]
     assert set(memory) == {"0", "1"}
-    assert all(m["params_bytes"] > 0 and m["optimizer_bytes"] > 0 for m in memory.values())
+    # offloaded, the gradient partitions live in a CPU buffer: counted too
+    assert all(min(m.values()) > 0 for m in memory.values()), memory
     best = out / "checkpoints" / "best.ckpt"
     assert best.is_file() and shards_of(best).is_dir()
     loaded = load(best)  # weights_only: the consolidated file is a plain checkpoint

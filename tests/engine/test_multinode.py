@@ -3,14 +3,18 @@ one process each, against the same run as one node with two spawned DDP processe
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import QUIET, run_cli
 
@@ -128,25 +132,17 @@ def readme_srun_line() -> str:
     return line
 
 
-@pytest.mark.slow
-def test_the_readmes_sbatch_line_runs_as_a_two_node_slurm_job(tmp_path: Path) -> None:
-    """What ``srun`` gives each task of a two-node job (one task per node here): Lightning's
-    SLURMEnvironment joins the two, rank 0 writes the record in the job's folder."""
-    cpu = [
-        "trainer.accelerator=cpu",
-        "trainer.devices=1",
-        "trainer.strategy.process_group_backend=gloo",
-        "debug=limit",
-        "trainer.max_epochs=1",
-        *QUIET,
-        "tracking=none",
-    ]
-    command = readme_srun_line().removeprefix("srun ") + " " + " ".join(cpu)
+def slurm_job(
+    cwd: Path, command: str, job_id: str, env: dict[str, str] | None = None, tag: str = "task"
+) -> list[subprocess.Popen[str]]:
+    """What ``srun`` starts for a two-node job (one task per node here): ``command`` in each
+    task's environment, as the task's own process (``exec``, so signals reach mlx), its output
+    in ``<tag><rank>.log``."""
     port = free_port()
     tasks = []
     for rank in (0, 1):
         slurm = {
-            "SLURM_JOB_ID": "4242",
+            "SLURM_JOB_ID": job_id,
             "SLURM_JOB_NAME": "mlx-ddp",
             "SLURM_NTASKS": "2",
             "SLURM_NTASKS_PER_NODE": "1",
@@ -157,21 +153,169 @@ def test_the_readmes_sbatch_line_runs_as_a_two_node_slurm_job(tmp_path: Path) ->
             "SLURM_LOCALID": "0",
             "MASTER_PORT": str(port),
         }
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK"))}
-        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK"))}
+        base["PATH"] = f"{Path(sys.executable).parent}:{base['PATH']}"
         tasks.append(
             subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=tmp_path,
-                env={**env, **slurm},
-                stdout=(tmp_path / f"task{rank}.log").open("w"),
+                ["bash", "-c", f"exec {command}"],
+                cwd=cwd,
+                env={**base, **(env or {}), **slurm},
+                stdout=(cwd / f"{tag}{rank}.log").open("w"),
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         )
+    return tasks
+
+
+def slurm_command(*settings: str) -> str:
+    """The README's srun line on these CPU processes, one per node."""
+    cpu = [
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.strategy.process_group_backend=gloo",
+        *QUIET,
+        "tracking=none",
+        *settings,
+    ]
+    return readme_srun_line().removeprefix("srun ") + " " + " ".join(cpu)
+
+
+@pytest.mark.slow
+def test_the_readmes_sbatch_line_runs_as_a_two_node_slurm_job(tmp_path: Path) -> None:
+    """What ``srun`` gives each task of a two-node job (one task per node here): Lightning's
+    SLURMEnvironment joins the two, rank 0 writes the record in the job's folder."""
+    tasks = slurm_job(tmp_path, slurm_command("debug=limit", "trainer.max_epochs=1"), "4242")
     outputs = finished(tasks, [tmp_path / f"task{rank}.log" for rank in (0, 1)], timeout=240)
     for task, output in zip(tasks, outputs, strict=True):
         assert task.returncode == 0, output
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
     record = json.loads((tmp_path / "outputs/run/slurm_4242/metrics.json").read_text())
     assert record["status"] == "completed" and "test/acc" in record["metrics"]
+
+
+def _checkpoints_written(run: Path, count: int, tasks: list[subprocess.Popen[str]]) -> None:
+    """Waits until ``last.ckpt`` was written ``count`` times (each save is a new file)."""
+    last = run / "checkpoints" / "last.ckpt"
+    versions: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + 240
+    while len(versions) < count and time.monotonic() < deadline:
+        assert all(t.poll() is None for t in tasks), "the job ended before it was signalled"
+        try:
+            st = last.stat()
+            versions.add((st.st_ino, st.st_mtime_ns))
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+    assert len(versions) >= count, "no checkpoint in 240 s"
+
+
+@pytest.mark.slow
+def test_two_node_slurm_job_warned_by_sigusr1_requeues_and_continues_exactly(
+    tmp_path: Path,
+) -> None:
+    """``#SBATCH --signal=SIGUSR1@120`` signals every task of the job: both processes stop
+    after the same batch, only global rank 0 calls ``scontrol requeue`` (a fake one on PATH),
+    and the requeued job (same id, same srun line) ends with the weights and metrics of a job
+    that was never interrupted."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = slurm_command(
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "data.batch_size=32",
+    )
+    logs = [tmp_path / f"task{rank}.log" for rank in (0, 1)]
+
+    reference = slurm_job(tmp_path, command, "4241", env)
+    for task, output in zip(reference, finished(reference, logs, 240), strict=True):
+        assert task.returncode == 0, output
+    assert not calls.exists()  # a job that finishes is not requeued
+
+    run = tmp_path / "outputs/run/slurm_4242"
+    tasks = slurm_job(tmp_path, command, "4242", env)
+    _checkpoints_written(run, 2, tasks)
+    for task in tasks:
+        task.send_signal(signal.SIGUSR1)
+    for task, output in zip(tasks, finished(tasks, logs, 240), strict=True):
+        assert task.returncode == 0, output
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_trained"] < 4
+    assert calls.read_text().split() == ["requeue", "4242"]  # once, by rank 0
+
+    requeued = slurm_job(tmp_path, command, "4242", env)
+    for task, output in zip(requeued, finished(requeued, logs, 240), strict=True):
+        assert task.returncode == 0, output
+    got = json.loads((run / "metrics.json").read_text())
+    want = json.loads((tmp_path / "outputs/run/slurm_4241/metrics.json").read_text())
+    assert got["status"] == "completed" and got["resumed"]["times"] == 1
+    # gloo's sums across the two processes keep their order between the jobs
+    assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-6)
+    for name in ("best.ckpt", "last.ckpt"):
+        a = torch.load(run / "checkpoints" / name, weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "outputs/run/slurm_4241/checkpoints" / name, weights_only=True)[
+            "state_dict"
+        ]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    with (run / "history.csv").open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
+    assert calls.read_text().split() == ["requeue", "4242"]
+
+
+@pytest.mark.slow
+def test_torchrun_nodes_stopped_by_sigterm_continue_exactly(tmp_path: Path) -> None:
+    """Kubernetes stops a job by sending SIGTERM to every pod's torchrun: torchrun passes it to
+    its worker, both workers stop after the same batch and the record says interrupted (torchrun
+    itself exits 1 after a signal); the same two commands again continue the run to the weights
+    of a run that was never stopped."""
+    settings = [
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "data.batch_size=32",
+    ]
+    logs = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
+
+    def job(folder: str) -> list[subprocess.Popen[str]]:
+        port = free_port()
+        return [torchrun(r, port, tmp_path, *settings, f"hydra.run.dir={folder}") for r in (0, 1)]
+
+    reference = job("reference")
+    for node, output in zip(reference, finished(reference, logs, 240), strict=True):
+        assert node.returncode == 0, output
+
+    run = tmp_path / "run"
+    nodes = job("run")
+    _checkpoints_written(run, 2, nodes)
+    for node in nodes:
+        node.send_signal(signal.SIGTERM)
+    outputs = finished(nodes, logs, 120)
+    for output in outputs:
+        assert "SIGTERM: training stopped" in output, output
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_trained"] < 4
+
+    again = job("run")
+    for node, output in zip(again, finished(again, logs, 240), strict=True):
+        assert node.returncode == 0, output
+    got = json.loads((run / "metrics.json").read_text())
+    want = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    assert got["status"] == "completed" and got["resumed"]["times"] == 1
+    assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-6)
+    for name in ("best.ckpt", "last.ckpt"):
+        a = torch.load(run / "checkpoints" / name, weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "reference/checkpoints" / name, weights_only=True)["state_dict"]
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    with (run / "history.csv").open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
