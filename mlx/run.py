@@ -73,6 +73,9 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
             from mlx.engine.preemption import requeue_if_asked
 
             requeue_if_asked()  # SLURM's SIGUSR1: the record is written, the job goes back
+    if state.exit_error is not None:
+        with errors_reported():  # e.g. the validation gate's rejection: the record is written
+            raise state.exit_error
     return recorder.objective["value"]
 
 
@@ -327,6 +330,16 @@ def print_summary(out: Path, recorder: Recorder) -> None:
     console.print(
         f"objective {objective['metric']} ({objective['mode']}) = {fmt(objective['value'])}"
     )
+    for name, why in (recorder.extra.get("analysis_failed") or {}).items():
+        console.print(f"[bold red]analysis {name} failed[/bold red]: {why}", highlight=False)
+    if gate := recorder.extra.get("validation"):
+        failed = "; ".join(gate["failed"])
+        colour = "green" if gate["verdict"] == "blessed" else "red"
+        console.print(
+            f"validation: [bold {colour}]{gate['verdict']}[/bold {colour}]"
+            + (f" (failed: {failed})" if failed else ""),
+            highlight=False,
+        )
     files = ", ".join(
         sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name[0] != ".")
     )

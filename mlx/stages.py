@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mlx.record import Recorder
 
 # stages of the run order that a later version of mlx implements: name -> config group
-NOT_YET = {"analyse": "analysis", "deploy": "deployment"}
+NOT_YET = {"deploy": "deployment"}
 
 
 @dataclass
@@ -47,6 +47,12 @@ class RunState:
         model: the LightningModule; ``model.net`` is the current network.
         trainer: the Lightning Trainer, once built.
         callbacks: Lightning callbacks that stages add in ``prepare``, given to the trainer.
+        keep_networks: set in ``prepare`` by a stage that reads every compression stage's
+            network: the compress stage then fills ``networks``.
+        networks: (label, network) of the trained network and of each compression stage's,
+            in order, when ``keep_networks`` asked for them.
+        exit_error: an error a stage found that ends the command once the record is written
+            (the validation gate's rejection with ``fail_run``).
     """
 
     out: Path
@@ -56,6 +62,9 @@ class RunState:
     model: Any = None
     trainer: Any = None
     callbacks: list[Any] = field(default_factory=list)
+    keep_networks: bool = False
+    networks: list[tuple[str, Any]] = field(default_factory=list)
+    exit_error: Exception | None = None
 
 
 class Stage(Protocol):
@@ -85,11 +94,12 @@ class Stage(Protocol):
 
 def stage_classes() -> list[type[Stage]]:
     """The stage classes in their run order (each module is light until its stage runs)."""
+    from mlx.analysis.stage import AnalyseStage
     from mlx.compression.stage import CompressStage
     from mlx.engine.stage import TrainStage
     from mlx.nas.stage import SearchStage
 
-    return [SearchStage, TrainStage, CompressStage]
+    return [SearchStage, TrainStage, CompressStage, AnalyseStage]
 
 
 def check_stages(cfg: DictConfig, command: str) -> None:

@@ -6,3 +6,7 @@ the inputs, the raw columns) and returns its section of the run record as plain 
 its tables and figures into a folder it is given. Heavy libraries (Captum, Fairlearn, SciPy,
 scikit-learn, matplotlib) are imported inside the functions that use them.
 """
+
+from mlx.analysis.validation import Validation
+
+__all__ = ["Validation"]

@@ -259,13 +259,18 @@ def compress(
     meter: LatencyMeter,
     out: Path,
     config: dict[str, Any],
+    keep: list[tuple[str, nn.Module]] | None = None,
 ) -> tuple[list[dict[str, Any]], nn.Module]:
     """Measure ``net``, then apply and measure each stage in order; returns the table's rows and
-    the compressed network. ``net`` itself is left as it was (stages work on a copy)."""
+    the compressed network. ``net`` itself is left as it was (stages work on a copy). ``keep``,
+    when given, receives ``("baseline", net)`` and a copy of each stage's network (for the
+    analyses of every stage)."""
     example = example_batch_from(tools)
     rows = [measure("baseline", net, tools, meter, example, None)]
     log.info(_line(rows[-1]))
     current = copy.deepcopy(net)
+    if keep is not None:
+        keep.append(("baseline", net))
     done: list[dict[str, Any]] = []
     for i, stage in enumerate(stages, start=1):
         tools.log(f"stage compress: {stage.name} ({i}/{len(stages)})")
@@ -278,7 +283,20 @@ def compress(
         row["details"] = stage.details()
         rows.append(row)
         log.info(_line(row))
+        if keep is not None:
+            # a later stage may change the network in place (pruning, fine-tuning)
+            keep.append(
+                (f"{i}_{stage.name}", current if i == len(stages) else copy.deepcopy(current))
+            )
     return rows, current
+
+
+def _copy(net: nn.Module) -> nn.Module:
+    """A copy of a network to keep while later stages change theirs; an ONNX Runtime network
+    (int8), which no later stage changes and whose session cannot be copied, is kept as is."""
+    from mlx.compression.quantize import OnnxRuntimeNet
+
+    return net if isinstance(net, OnnxRuntimeNet) else copy.deepcopy(net)
 
 
 def example_batch_from(tools: Tools) -> Tensor:

@@ -102,6 +102,7 @@ class CompressStage:
             instantiate(cfg.latency),
             Path(state.out),
             OmegaConf.to_container(cfg, resolve=True),
+            keep=state.networks if state.keep_networks else None,
         )
         state.model.net = net  # the next stage works on the compressed network
         state.recorder.extra["compression"] = rows

@@ -247,6 +247,12 @@ def _bad_override(
             # a typed (structured) config refused the value: OmegaConf's first line says why
             return ConfigError(f"Bad value for '{merging.group(1)}': {cause[0].rstrip('.')}.")
         first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        if "LexerNoViableAltException" in first or "Syntax error" in first:
+            first += (
+                " (a value with spaces or symbols such as >= or ~ needs quotes inside the "
+                "override, and the whole override quoted for the shell: "
+                "'key=[\"test/acc >= 0.9\"]')"
+            )
         return ConfigError(f"Could not compose the config: {first}")
     key = m.group(1)
     rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]

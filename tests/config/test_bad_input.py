@@ -192,8 +192,8 @@ def test_unknown_hydra_sweeper_offers_mlx() -> None:
 
 
 def test_group_without_options_says_so() -> None:
-    message = config_error("analysis=foo")
-    assert "'analysis' has no options yet" in message
+    message = config_error("deployment=foo")
+    assert "'deployment' has no options yet" in message
 
 
 # -- library parameters that their own annotations leave open ----------------------------------

@@ -1,0 +1,187 @@
+"""The analyse stage: the ``analysis`` group's analyses, checked against the data before
+anything trains, run in their listed order on the final model (or on every compression stage's,
+``analysis.on``), and the validation gate's verdict last.
+
+Its section of the record: ``analysis`` (each analysis' own section by its name; with
+``analysis.on=all`` or ``baseline``, one such mapping per network), ``analysis_failed`` (which
+analysis failed and why: a failing analysis never loses the training result) and, with the gate,
+``validation`` (the verdict, every condition with its value). Tables and figures go into the
+run folder's ``analysis/<name>/`` (``analysis/<network>/<name>/`` per network).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from mlx.errors import ConfigError, MlxError
+
+if TYPE_CHECKING:
+    from mlx.stages import RunState
+
+log = logging.getLogger("mlx")
+
+FOLDER = "analysis"  # in the run folder
+ON = ("final", "baseline", "all")
+SETTINGS = ("on",)  # keys of the analysis node that are settings, not analyses
+GATE = "validation"
+
+
+def listed(cfg: DictConfig) -> list[str]:
+    """The analyses the config lists, in order (the gate last)."""
+    node = cfg.get("analysis") or {}
+    names = [str(k) for k, v in node.items() if k not in SETTINGS and v is not None]
+    return sorted(names, key=lambda n: n == GATE)
+
+
+class AnalyseStage:
+    """Runs the configured analyses and the validation gate."""
+
+    name = "analyse"
+    needs_objects = True
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.analyses: list[Any] = []
+        self.gate: Any = None
+        self.on = str(cfg.analysis.get("on", "final"))
+
+    @classmethod
+    def check(cls, cfg: DictConfig, command: str) -> None:
+        names = listed(cfg)
+        if not names:
+            return
+        on = cfg.analysis.get("on", "final")
+        if on not in ON:
+            raise ConfigError(
+                f"analysis.on={on!r}: choose final (the model the run ends with), baseline "
+                "(the trained model before compression) or all (each compression stage too)."
+            )
+        if on != "final" and not cfg.get("compression"):
+            raise ConfigError(
+                f"analysis.on={on} analyses the compression stages' models, but compression is "
+                "empty: drop analysis.on, or add compression (e.g. compression=[prune])."
+            )
+        if GATE in names:
+            from mlx.analysis.validation import parse, read_baseline
+
+            gate = cfg.analysis[GATE]
+            for text in gate.get("thresholds") or []:
+                parse(text)
+            if gate.get("baseline"):
+                read_baseline(str(gate.baseline))
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, command: str) -> AnalyseStage | None:
+        if not listed(cfg):
+            log.info("stage analyse: skipped (analysis is empty)")
+            return None
+        return cls(cfg)
+
+    def prepare(self, state: RunState) -> None:
+        from hydra.utils import instantiate
+
+        from mlx.analysis.gather import data_info
+
+        info = data_info(state.datamodule, state.model.net)
+        for name in listed(self.cfg):
+            built = instantiate(self.cfg.analysis[name])
+            if name == GATE:
+                self.gate = built
+            else:
+                built.check(info)
+                self.analyses.append(built)
+        if self.gate is not None:
+            self.gate.check_data(state.datamodule.describe())
+            self.gate.check_keys(self._keys(state, info), self._slice_columns(info))
+        state.keep_networks = self.on != "final"  # the compress stage keeps each network
+        log.info("analysis: %s", " -> ".join(listed(self.cfg)))
+
+    def _keys(self, state: RunState, info: Any) -> set[str]:
+        """What the run will compute: its metrics and each analysis' keys."""
+        names = state.model.metric_names()
+        keys = {f"{split}/{n}" for split in ("train", "val", "test") for n in names}
+        if self.cfg.get("compression"):
+            keys |= {f"compressed/{k}" for k in keys if not k.startswith("train/")}
+        for analysis in self.analyses:
+            provides = getattr(analysis, "provides", None)
+            if callable(provides):
+                keys |= {f"{analysis.name}.{k}" for k in provides(info)}
+        return keys
+
+    def _slice_columns(self, info: Any) -> set[str] | None:
+        for analysis in self.analyses:
+            if analysis.name == "slices":
+                return set(analysis.columns_sliced(info))
+        return None
+
+    def networks(self, state: RunState) -> list[tuple[str, Any]]:
+        """The networks ``analysis.on`` asks for: (label, network), in run order."""
+        kept = state.networks or [("final", state.model.net)]
+        if self.on == "final":
+            return [("final", kept[-1][1])]
+        if self.on == "baseline":
+            return [kept[0]]
+        return kept
+
+    def run(self, state: RunState) -> None:
+        from mlx.analysis.gather import gather
+
+        out = Path(state.out)
+        recorder = state.recorder
+        sections: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        nets = self.networks(state)
+        seed = int(self.cfg.seed)
+        for label, net in nets:
+            evidence = gather(net, state.datamodule, "test", seed)
+            own: dict[str, Any] = {}
+            for analysis in self.analyses:
+                where = f"{label}/{analysis.name}" if len(nets) > 1 else analysis.name
+                folder = out / FOLDER / where
+                folder.mkdir(parents=True, exist_ok=True)
+                log.info("analysis %s ...", where)
+                try:
+                    own[analysis.name] = analysis.run(evidence, folder)
+                except MlxError as e:
+                    failed[where] = str(e)
+                    log.error("analysis %s failed: %s", where, e)
+                except Exception as e:  # an analysis' bug must not lose the training result
+                    failed[where] = "".join(traceback.format_exception_only(type(e), e)).strip()
+                    log.error("analysis %s failed:\n%s", where, traceback.format_exc())
+            sections[label] = own
+        analysis_record = sections[nets[0][0]] if len(nets) == 1 else sections
+        recorder.extra["analysis"] = analysis_record
+        if failed:
+            recorder.extra["analysis_failed"] = failed
+        if self.gate is not None:
+            final = sections[nets[-1][0]]
+            record = {"metrics": recorder.metrics, "analysis": final}
+            verdict = self.gate.verdict(record)
+            recorder.extra[GATE] = verdict
+            self._log_verdict(verdict)
+            if verdict["verdict"] == "rejected" and self.gate.fail_run:
+                from mlx.analysis.validation import ModelRejected
+
+                state.exit_error = ModelRejected(
+                    "the validation gate rejected the model: "
+                    + "; ".join(verdict["failed"])
+                    + f" (the record, {out / 'metrics.json'}, has each condition's value; "
+                    "analysis.validation.fail_run=false records the verdict and exits 0)."
+                )
+
+    @staticmethod
+    def _log_verdict(verdict: dict[str, Any]) -> None:
+        for row in verdict["conditions"]:
+            mark = "pass" if row["passed"] else "FAIL"
+            value = row.get("value")
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            log.info("validation %s: %s (value %s)", mark, row["condition"], shown)
+        log.info("validation verdict: %s", verdict["verdict"])
+
+
+Stage = AnalyseStage
