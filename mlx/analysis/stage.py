@@ -3,7 +3,7 @@ anything trains, run in their listed order on the final model (or on every compr
 ``analysis.on``), and the validation gate's verdict last.
 
 Its section of the record: ``analysis`` (each analysis' own section by its name; with
-``analysis.on=all`` or ``baseline``, one such mapping per network), ``analysis_failed`` (which
+``analysis.on=all``, one such mapping per network, named in ``analysis_networks``), ``analysis_failed`` (which
 analysis failed and why: a failing analysis never loses the training result) and, with the gate,
 ``validation`` (the verdict, every condition with its value). Tables and figures go into the
 run folder's ``analysis/<name>/`` (``analysis/<network>/<name>/`` per network).
@@ -156,6 +156,8 @@ class AnalyseStage:
             sections[label] = own
         analysis_record = sections[nets[0][0]] if len(nets) == 1 else sections
         recorder.extra["analysis"] = analysis_record
+        if len(nets) > 1:
+            recorder.extra["analysis_networks"] = [label for label, _ in nets]
         if failed:
             recorder.extra["analysis_failed"] = failed
         if self.gate is not None:

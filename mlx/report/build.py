@@ -318,6 +318,53 @@ def compression_section(collection: Collection) -> Section | None:
     return Section("compression", "Compression", items) if items else None
 
 
+def analysis_section(collection: Collection) -> Section | None:
+    """Each run's verdict, failed analyses, values with intervals and the analyses' figures."""
+    items: list[Any] = []
+    for run in collection.runs:
+        summary = run.record.summary
+        analysis = summary.get("analysis")
+        if not analysis and not summary.get("validation"):
+            continue
+        verdict = T.verdict_table(run)
+        if verdict:
+            items.append(verdict)
+        for where, why in (summary.get("analysis_failed") or {}).items():
+            items.append(f"{run.name}: the analysis {where} failed: {why}")
+        per_network = analysis if summary.get("analysis_networks") else None
+        sections = per_network or {"": analysis or {}}
+        for label, own in sections.items():
+            for name, section in (own or {}).items():
+                if not isinstance(section, dict):
+                    continue
+                table = T.analysis_values_table(run, f"{label}_{name}" if label else name, section)
+                if table:
+                    items.append(table)
+        for svg in sorted((run.record.run_dir / "analysis").rglob("*.svg")):
+            rel = svg.relative_to(run.record.run_dir / "analysis")
+            stem = T.slug(f"{run.name}_{rel.with_suffix('')}")
+            captions = _captions(analysis, rel)
+            items.append(
+                F.Figure(
+                    f"analysis_{stem}",
+                    f"{run.name}: {' / '.join(rel.with_suffix('').parts)}",
+                    captions
+                    or f"Drawn by the analysis {rel.parts[-2] if len(rel.parts) > 1 else ''}.",
+                    svg,
+                )
+            )
+    return Section("analysis", "Analysis", items) if items else None
+
+
+def _captions(analysis: Any, rel: Path) -> str:
+    """The caption an analysis gave a figure (its section's ``figures``: file name -> text)."""
+    node = analysis or {}
+    for part in rel.parts[:-1]:
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    figures = node.get("figures") if isinstance(node, dict) else None
+    return str(figures.get(rel.name, "")) if isinstance(figures, dict) else ""
+
+
 def make_report(collection: Collection, name: str, command: str) -> Report:
     """Compute every section the collection's records support."""
     sections = [summary_section(collection), runs_section(collection)]
@@ -326,7 +373,7 @@ def make_report(collection: Collection, name: str, command: str) -> Report:
         if section:
             sections.append(section)
     sections.extend(sweep_section(s) for s in collection.sweeps)
-    for maker in (nas_runs_section, compression_section):
+    for maker in (nas_runs_section, compression_section, analysis_section):
         section = maker(collection)
         if section:
             sections.append(section)

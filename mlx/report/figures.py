@@ -58,9 +58,15 @@ def _plt() -> Any:
 
 
 def save(fig: Figure, folder: Path) -> Path:
-    """Write ``fig`` to ``folder/<name>.svg`` and close it."""
-    plt = _plt()
+    """Write ``fig`` to ``folder/<name>.svg`` and close it; a figure that is already an SVG file
+    (an analysis drew it in the run folder) is copied."""
     path = folder / f"{fig.name}.svg"
+    if isinstance(fig.figure, Path):
+        import shutil
+
+        shutil.copyfile(fig.figure, path)
+        return path
+    plt = _plt()
     fig.figure.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig.figure)
     return path

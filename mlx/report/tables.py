@@ -358,3 +358,57 @@ def _short(value: Any) -> str:
 def slug(text: str) -> str:
     """A file-name- and HTML-id-safe form of a run or sweep name."""
     return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "x"
+
+
+def verdict_table(run: Run) -> Table | None:
+    """The validation gate's conditions of a run, with their values and whether each held."""
+    gate = run.record.summary.get("validation")
+    if not gate:
+        return None
+    rows = [
+        {
+            "condition": c.get("condition"),
+            "value": c.get("value"),
+            "threshold": c.get("threshold"),
+            "passed": "yes" if c.get("passed") else "no",
+            "note": c.get("reason") or c.get("worst_slice") or "",
+        }
+        for c in gate.get("conditions", [])
+    ]
+    failed = "; ".join(gate.get("failed") or [])
+    note = f"Verdict: {gate.get('verdict')}" + (f" (failed: {failed})." if failed else ".")
+    if gate.get("baseline"):
+        note += f" Baseline: {gate['baseline']}."
+    return Table(
+        f"validation_{slug(run.name)}",
+        f"Validation gate of {run.name}: {gate.get('verdict')}",
+        ["condition", "value", "threshold", "passed", "note"],
+        rows,
+        note=note,
+    )
+
+
+def analysis_values_table(run: Run, name: str, section: dict[str, Any]) -> Table | None:
+    """Every value with an interval in one analysis' section (``{"value", "low", "high"}``)."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "value" in node and {"low", "high"} <= set(node):
+                rows.append(
+                    {"key": path, "value": node["value"], "low": node["low"], "high": node["high"]}
+                )
+                return
+            for key, child in node.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+
+    walk(section, "")
+    if not rows:
+        return None
+    return Table(
+        f"analysis_{name}_{slug(run.name)}",
+        f"{name} of {run.name}",
+        ["key", "value", "low", "high"],
+        rows,
+        note="Each value with its interval (low, high) as the analysis computed it.",
+    )

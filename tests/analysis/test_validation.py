@@ -167,6 +167,13 @@ def test_a_rejected_model_fails_the_command_after_the_record(tmp_path: Path) -> 
     assert gate["verdict"] == "rejected" and gate["failed"] == ["test/acc >= 0.999"]
     assert gate["conditions"][0]["value"] == record["metrics"]["test/acc"]
     assert gate["conditions"][1]["passed"]
+    # the report shows the verdict and each condition
+    from mlx.report.build import build
+
+    build([str(run)], "gate", tmp_path / "report", [])
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "Validation gate of" in page and ": rejected" in page
+    assert "test/acc >= 0.999" in page
 
 
 def test_a_threshold_on_a_metric_not_computed_stops_before_training(tmp_path: Path) -> None:
