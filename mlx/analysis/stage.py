@@ -103,8 +103,12 @@ class AnalyseStage:
 
     def _keys(self, state: RunState, info: Any) -> set[str]:
         """What the run will compute: its metrics and each analysis' keys."""
+        from mlx.engine.stage import TESTING
+
         names = state.model.metric_names()
-        keys = {f"{split}/{n}" for split in ("train", "val", "test") for n in names}
+        # eval and compress test a saved network: only test metrics
+        splits = ("test",) if state.command in TESTING else ("train", "val", "test")
+        keys = {f"{split}/{n}" for split in splits for n in names}
         if self.cfg.get("compression"):
             keys |= {f"compressed/{k}" for k in keys if not k.startswith("train/")}
         for analysis in self.analyses:

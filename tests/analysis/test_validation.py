@@ -167,6 +167,31 @@ def test_a_rejected_model_fails_the_command_after_the_record(tmp_path: Path) -> 
     assert gate["verdict"] == "rejected" and gate["failed"] == ["test/acc >= 0.999"]
     assert gate["conditions"][0]["value"] == record["metrics"]["test/acc"]
     assert gate["conditions"][1]["passed"]
+    # mlx eval gates a saved checkpoint the same way (only test metrics exist there)
+    cfg = compose_cfg(
+        [
+            *GATE,
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            'analysis.validation.thresholds=["test/acc >= 0.01"]',
+        ],
+        tmp_path / "eval",
+    )
+    mlx_run.run(cfg, command="eval")
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["validation"]["verdict"] == "blessed"
+    assert evaluated["validation"]["conditions"][0]["value"] == pytest.approx(
+        record["metrics"]["test/acc"]
+    )
+    cfg = compose_cfg(
+        [
+            *GATE,
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            'analysis.validation.thresholds=["val/acc >= 0.01"]',
+        ],
+        tmp_path / "eval_val",
+    )
+    with pytest.raises(ConfigError, match="'val/acc', which this run does not compute"):
+        mlx_run.run(cfg, command="eval")
     # the report shows the verdict and each condition
     from mlx.report.build import build
 
