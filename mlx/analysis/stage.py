@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlx.errors import ConfigError, MlxError
 
@@ -48,6 +48,7 @@ class AnalyseStage:
         self.cfg = cfg
         self.analyses: list[Any] = []
         self.gate: Any = None
+        self.baseline_model: Any = None  # the gate's baseline checkpoint, built in prepare
         self.on = str(cfg.analysis.get("on", "final"))
 
     @classmethod
@@ -72,8 +73,8 @@ class AnalyseStage:
             gate = cfg.analysis[GATE]
             for text in gate.get("thresholds") or []:
                 parse(text)
-            if gate.get("baseline"):
-                read_baseline(str(gate.baseline))
+            if gate.get("baseline") and not Path(str(gate.baseline)).is_file():
+                read_baseline(str(gate.baseline))  # a run folder; a checkpoint loads in prepare
 
     @classmethod
     def from_config(cls, cfg: DictConfig, command: str) -> AnalyseStage | None:
@@ -97,9 +98,68 @@ class AnalyseStage:
                 self.analyses.append(built)
         if self.gate is not None:
             self.gate.check_data(state.datamodule.describe())
-            self.gate.check_keys(self._keys(state, info), self._slice_columns(info))
+            keys = self._keys(state, info)
+            if self.gate.baseline_checkpoint is not None:
+                self.baseline_model = self._baseline_model(state)
+                # a checkpoint is evaluated on the test split only
+                self.gate.check_keys(
+                    {k for k in keys if not k.startswith(("train/", "val/", "compressed/"))},
+                    self._slice_columns(info),
+                    baseline=True,
+                )
+            self.gate.check_keys(keys, self._slice_columns(info))
         state.keep_networks = self.on != "final"  # the compress stage keeps each network
         log.info("analysis: %s", " -> ".join(listed(self.cfg)))
+
+    def _baseline_model(self, state: RunState) -> Any:
+        """The gate's baseline checkpoint as a LightningModule built for this run's data
+        (checked to be the data it was trained on)."""
+        from hydra.utils import instantiate
+
+        from mlx.engine.checkpoint import CheckpointError, load, restore
+
+        path = self.gate.baseline_checkpoint
+        loaded = load(path, trust=bool(self.cfg.get("trust_checkpoint")))
+        if loaded.config is None:
+            raise CheckpointError(
+                f"analysis.validation.baseline {path} is not an mlx checkpoint (it holds no mlx "
+                "config): name a checkpoint or ONNX network written by mlx, or a run folder."
+            )
+        ours = OmegaConf.to_container(self.cfg.data, resolve=True)
+        theirs = loaded.config.get("data") or {}
+        self.gate.check_checkpoint_data(theirs, ours)  # type: ignore[arg-type]
+        dm = state.datamodule
+        model = instantiate(OmegaConf.create(loaded.config).model)(
+            input_shape=dm.input_shape, num_outputs=dm.num_outputs, task=dm.task
+        )
+        restore(model, loaded, "this run's data")
+        return model
+
+    def _evaluate_baseline(self, state: RunState, folder: Path) -> dict[str, Any]:
+        """The baseline checkpoint's test metrics (the LightningModule's own metric code) and
+        its analyses, on this run's test split."""
+        import torch
+
+        from mlx.analysis.gather import BATCH, gather
+
+        model = self.baseline_model
+        model.eval()
+        x, y = state.datamodule.datasets["test"].tensors
+        with torch.no_grad():
+            for start in range(0, len(x), BATCH):
+                batch = x[start : start + BATCH]
+                model.score(model.net(batch), y[start : start + BATCH], "test")
+        metrics = model.epoch_values("test")
+        evidence = gather(model.net, state.datamodule, "test", int(self.cfg.seed))
+        sections: dict[str, Any] = {}
+        for analysis in self.analyses:
+            where = folder / analysis.name
+            where.mkdir(parents=True, exist_ok=True)
+            try:
+                sections[analysis.name] = analysis.run(evidence, where)
+            except Exception as e:  # the verdict names what is missing
+                log.error("analysis %s of the baseline failed: %s", analysis.name, e)
+        return {"metrics": metrics, "analysis": sections}
 
     def _keys(self, state: RunState, info: Any) -> set[str]:
         """What the run will compute: its metrics and each analysis' keys."""
@@ -165,6 +225,11 @@ class AnalyseStage:
         if failed:
             recorder.extra["analysis_failed"] = failed
         if self.gate is not None:
+            if self.gate.baseline_checkpoint is not None:
+                log.info("analysis: evaluating the baseline %s", self.gate.baseline_checkpoint)
+                baseline = self._evaluate_baseline(state, out / FOLDER / "baseline_checkpoint")
+                self.gate.set_baseline_record(baseline)
+                recorder.extra["validation_baseline"] = baseline
             final = sections[nets[-1][0]]
             record = {"metrics": recorder.metrics, "analysis": final}
             verdict = self.gate.verdict(record)

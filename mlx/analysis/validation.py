@@ -4,8 +4,10 @@ rejected, and the verdict goes into the run record for deployment to read.
 A condition is one line of plain text, parsed here (never evaluated as code):
 
 - ``KEY OP NUMBER``: absolute, e.g. ``test/acc >= 0.95`` or ``metrics.balanced_acc.low > 0.9``;
-- ``KEY OP baseline [+|- NUMBER]``: against the same key of a baseline run (``baseline``),
-  e.g. ``test/acc >= baseline - 0.005`` (no worse than half a point below it);
+- ``KEY OP baseline [+|- NUMBER]``: against the same key of a baseline (``baseline``: a finished
+  run folder, whose record is read, or a checkpoint, which is evaluated on this run's test split
+  and analysed by the same analyses), e.g. ``test/acc >= baseline - 0.005`` (no worse than half a
+  point below it);
 - ``slices.COLUMN within NUMBER``: every reported slice of ``COLUMN`` has its main metric
   (accuracy, or MAE for regression) within ``NUMBER`` of the overall value.
 
@@ -121,8 +123,10 @@ class Validation:
 
     Args:
         thresholds: conditions, one per string (see the module's docstring).
-        baseline: a finished mlx run folder whose record the ``baseline`` conditions compare
-            with (trained on the same data); None when no condition names the baseline.
+        baseline: what the ``baseline`` conditions compare with, trained on the same data: a
+            finished mlx run folder (its record), or a checkpoint (``.ckpt``, or an ``.onnx``
+            network of the compress stage) that the stage evaluates on this run's test split;
+            None when no condition names the baseline.
         fail_run: a rejected model makes the command exit with status 3 (after the record is
             written); false records the verdict and exits 0.
     """
@@ -148,8 +152,16 @@ class Validation:
                 "analysis.validation.baseline=outputs/run/2026-12-01/10-00-00."
             )
         self._baseline_record: dict[str, Any] | None = None
+        self.baseline_checkpoint: Path | None = None
         if baseline is not None:
-            self._baseline_record = read_baseline(baseline)
+            if Path(baseline).is_file():
+                self.baseline_checkpoint = Path(baseline)
+            else:
+                self._baseline_record = read_baseline(baseline)
+
+    def set_baseline_record(self, record: dict[str, Any]) -> None:
+        """The record of the evaluated baseline checkpoint (``metrics`` and ``analysis``)."""
+        self._baseline_record = record
 
     def check(self, info: DataInfo) -> None:
         """Nothing more to check against the data alone: :meth:`check_keys` checks the keys
@@ -175,11 +187,36 @@ class Validation:
                 f"{shown}. Compare with a run of the same data and split."
             )
 
-    def check_keys(self, keys: set[str], slice_columns: set[str] | None) -> None:
+    def check_checkpoint_data(self, theirs: dict[str, Any], ours: dict[str, Any]) -> None:
+        """The baseline checkpoint's data config (``theirs``) is this run's (``ours``): the same
+        source and split, so that its test split is this run's."""
+        keys = ("source", "val_fraction", "test_fraction", "split_seed", "standardize")
+        differing = [k for k in keys if theirs.get(k) != ours.get(k)]
+        if differing:
+            shown = ", ".join(
+                f"data.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)" for k in differing
+            )
+            raise ConfigError(
+                f"analysis.validation.baseline {self.baseline} was trained on other data: "
+                f"{shown}. Compare with a checkpoint of the same data and split."
+            )
+
+    def check_keys(
+        self, keys: set[str], slice_columns: set[str] | None, baseline: bool = False
+    ) -> None:
         """Every condition names a key the run will compute (``keys``: run metrics and the
         analyses' keys; ``slice_columns``: the columns the slices analysis reports, None when it
-        is not listed)."""
+        is not listed). With ``baseline``, ``keys`` are what the baseline checkpoint's
+        evaluation computes, checked for the conditions that compare with it."""
         for c in self.conditions:
+            if baseline:
+                if c.baseline and c.key not in keys:
+                    raise ConfigError(
+                        f"analysis.validation: {c.text!r}: the baseline checkpoint "
+                        f"{self.baseline} is evaluated on the test split only, so it has no "
+                        f"{c.key!r}; compare a test metric or an analysis' value."
+                    )
+                continue
             if c.column is not None:
                 if slice_columns is None:
                     raise ConfigError(

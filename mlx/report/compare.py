@@ -3,7 +3,8 @@
 The first run found is the baseline. The comparison prints, in order: the runs (name, status,
 epochs, wall time, folder, and the error of a run that did not finish); one row per final metric
 with each run's value and, for every other run, its difference to the baseline, green when better
-and red when worse; and the config keys whose values differ (output paths aside). A missing value
+and red when worse; the analyses' values with their intervals and the validation verdict, when
+the runs have them; and the config keys whose values differ (output paths aside). A missing value
 is shown as "—", never as zero. Nothing is written.
 """
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlx.numbers import MISSING, fmt
 from mlx.report.collect import ReportError, Run, collect
-from mlx.report.tables import config_diff, metric_names
+from mlx.report.tables import config_diff, interval_values, metric_names
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -143,6 +144,40 @@ def _metrics_table(runs: list[Run], metrics: list[str]) -> Any:
     return table
 
 
+def _analysis_table(runs: list[Run]) -> Any | None:
+    """The analyses' values with intervals and the validation verdict, one row each."""
+    from rich.table import Table
+
+    values = [interval_values(run.record.summary.get("analysis") or {}) for run in runs]
+    keys = list(dict.fromkeys(k for v in values for k in v))
+    verdicts = [(run.record.summary.get("validation") or {}).get("verdict") for run in runs]
+    if not keys and not any(verdicts):
+        return None
+    table = Table()
+    table.add_column("analysis", no_wrap=True)
+    for run in runs:
+        table.add_column(run.name, justify="right", no_wrap=True)
+    base = values[0]
+    for key in keys:
+        cells: list[Any] = []
+        for i, own in enumerate(values):
+            if key not in own:
+                cells.append(MISSING)
+                continue
+            value, low, high = own[key]
+            cell = _delta_cell(key, value, base[key][0]) if i and key in base else None
+            if cell is None:
+                from rich.text import Text
+
+                cell = Text(fmt(value))
+            cell.append(f" [{fmt(low)}, {fmt(high)}]", style="dim")
+            cells.append(cell)
+        table.add_row(key, *cells)
+    if any(verdicts):
+        table.add_row("validation", *[v or MISSING for v in verdicts])
+    return table
+
+
 def _config_table(runs: list[Run]) -> Any | None:
     from rich.table import Table
 
@@ -219,6 +254,14 @@ def compare(
     else:
         console.print("No run has final metrics.")
     console.print()
+    analysis = _analysis_table(runs)
+    if analysis is not None:
+        console.print(
+            "[bold]Analysis[/bold] (value [interval]; difference to the baseline)",
+            highlight=False,
+        )
+        console.print(analysis, highlight=False)
+        console.print()
     config = _config_table(runs)
     if config is None:
         console.print("The configs are identical (output paths aside).")

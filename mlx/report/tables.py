@@ -388,21 +388,24 @@ def verdict_table(run: Run) -> Table | None:
     )
 
 
+def interval_values(section: Any, path: str = "") -> dict[str, tuple[Any, Any, Any]]:
+    """Every value with an interval in an analysis section (``{"value", "low", "high"}``), by its
+    dotted path: ``{"metrics.acc": (value, low, high)}``."""
+    found: dict[str, tuple[Any, Any, Any]] = {}
+    if isinstance(section, dict):
+        if "value" in section and {"low", "high"} <= set(section):
+            return {path: (section["value"], section["low"], section["high"])}
+        for key, child in section.items():
+            found.update(interval_values(child, f"{path}.{key}" if path else str(key)))
+    return found
+
+
 def analysis_values_table(run: Run, name: str, section: dict[str, Any]) -> Table | None:
     """Every value with an interval in one analysis' section (``{"value", "low", "high"}``)."""
-    rows: list[dict[str, Any]] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            if "value" in node and {"low", "high"} <= set(node):
-                rows.append(
-                    {"key": path, "value": node["value"], "low": node["low"], "high": node["high"]}
-                )
-                return
-            for key, child in node.items():
-                walk(child, f"{path}.{key}" if path else str(key))
-
-    walk(section, "")
+    rows = [
+        {"key": key, "value": v, "low": lo, "high": hi}
+        for key, (v, lo, hi) in interval_values(section).items()
+    ]
     if not rows:
         return None
     return Table(

@@ -207,3 +207,36 @@ def test_a_threshold_on_a_metric_not_computed_stops_before_training(tmp_path: Pa
         mlx_run.run(cfg)
     assert not (tmp_path / "history.csv").exists()
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_baseline_checkpoint_is_evaluated_on_this_runs_test_split(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    # the whole test split, as the baseline's evaluation reads it
+    mlx_run.run(
+        compose_cfg([*QUIET, *SHORT, "trainer.limit_test_batches=1.0", "tracking=none"], first)
+    )
+    ckpt = first / "checkpoints" / "best.ckpt"
+    first_acc = json.loads((first / "metrics.json").read_text())["metrics"]["test/acc"]
+
+    gate = [
+        *GATE,
+        f"analysis.validation.baseline={ckpt}",
+        "trainer.max_epochs=2",
+        'analysis.validation.thresholds=["test/acc >= baseline - 1","test/loss < baseline - 100"]',
+    ]
+    mlx_run.run(compose_cfg(gate, tmp_path / "second"))
+    record = json.loads((tmp_path / "second" / "metrics.json").read_text())
+    # the checkpoint evaluated here gives the test accuracy its own run recorded
+    assert record["validation_baseline"]["metrics"]["test/acc"] == pytest.approx(first_acc)
+    verdict = record["validation"]
+    assert verdict["failed"] == ["test/loss < baseline - 100"]
+    assert verdict["conditions"][0]["threshold"] == pytest.approx(first_acc - 1)
+
+    # a checkpoint of other data, or a baseline key it cannot have, is refused before training
+    other = [*GATE, f"analysis.validation.baseline={ckpt}", "data.split_seed=3"]
+    with pytest.raises(ConfigError, match=r"other data: data.split_seed \(0 there, 3 here\)"):
+        mlx_run.run(compose_cfg(other, tmp_path / "third"))
+    assert not (tmp_path / "third" / "checkpoints").exists()
+    val = [*gate[:-1], 'analysis.validation.thresholds=["val/acc >= baseline"]']
+    with pytest.raises(ConfigError, match="evaluated on the test split only"):
+        mlx_run.run(compose_cfg(val, tmp_path / "fourth"))
