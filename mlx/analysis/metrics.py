@@ -189,23 +189,30 @@ def _score_metrics(
     return {"roc_auc": auc, "loss": loss}
 
 
-def _multiclass_auc(y: np.ndarray, probs: np.ndarray, k: int) -> float | None:
-    """One-vs-rest macro ROC AUC of a resample by torchmetrics (the same number as
-    scikit-learn's, a quarter of its time on ten classes); None when a class is absent."""
+def _resample_auc(y: np.ndarray, probs: np.ndarray, k: int) -> float | None:
+    """ROC AUC of a resample by torchmetrics (the same number as scikit-learn's: binary on the
+    positive column, else one-vs-rest macro; a fraction of its time); None when a class is
+    absent, where scikit-learn refuses."""
     import numpy as np
     import torch
-    from torchmetrics.functional.classification import multiclass_auroc
+    from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
 
-    if np.bincount(y, minlength=k).min() == 0:  # scikit-learn refuses this: undefined
+    if np.bincount(y, minlength=k).min() == 0:
         return None
-    value = multiclass_auroc(
-        torch.from_numpy(probs),
-        torch.from_numpy(y),
-        num_classes=k,
-        average="macro",
-        thresholds=None,
-        validate_args=False,
-    )
+    target = torch.from_numpy(y)
+    if k == 2:
+        value = binary_auroc(
+            torch.from_numpy(probs[:, 1]), target, thresholds=None, validate_args=False
+        )
+    else:
+        value = multiclass_auroc(
+            torch.from_numpy(probs),
+            target,
+            num_classes=k,
+            average="macro",
+            thresholds=None,
+            validate_args=False,
+        )
     return float(value)
 
 
@@ -229,6 +236,7 @@ def _classification(
     y: np.ndarray, probs: np.ndarray, n_boot: int, rng: Any, bins: int
 ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
     import numpy as np
+    from sklearn import config_context
     from sklearn.exceptions import UndefinedMetricWarning
     from sklearn.metrics import log_loss
 
@@ -247,23 +255,22 @@ def _classification(
         # each row's (true, predicted) pair as one id; the pair metrics see only the pairs
         pair = y * k + pred
         pair_y, pair_pred = np.divmod(np.arange(k * k), k)
-        for _ in range(n_boot):
-            idx = rng.integers(0, n, n)
-            counts = np.bincount(idx, minlength=n).astype(np.float64)
-            pair_counts = np.bincount(pair[idx], minlength=k * k).astype(np.float64)
-            seen = pair_counts > 0
-            draw = _pair_metrics(pair_y[seen], pair_pred[seen], pair_counts[seen])
-            kept = counts > 0
-            if k == 2:
-                draw |= _score_metrics(y[kept], probs[kept], counts[kept])
-            else:
-                draw["roc_auc"] = _multiclass_auc(y[idx], probs[idx], k)
+        # the point values above checked the inputs: the resamples skip scikit-learn's checks
+        with config_context(skip_parameter_validation=True, assume_finite=True):
+            for _ in range(n_boot):
+                idx = rng.integers(0, n, n)
+                counts = np.bincount(idx, minlength=n).astype(np.float64)
+                pair_counts = np.bincount(pair[idx], minlength=k * k).astype(np.float64)
+                seen = pair_counts > 0
+                draw = _pair_metrics(pair_y[seen], pair_pred[seen], pair_counts[seen])
+                kept = counts > 0
+                draw["roc_auc"] = _resample_auc(y[idx], probs[idx], k)
                 draw["loss"] = log_loss(
                     y[kept], probs[kept], labels=labels, sample_weight=counts[kept]
                 )
-            draw["ece"] = _ece(y[idx], probs[idx], bins)
-            for name, value in draw.items():
-                boots[name].append(math.nan if value is None else float(value))
+                draw["ece"] = _ece(y[idx], probs[idx], bins)
+                for name, value in draw.items():
+                    boots[name].append(math.nan if value is None else float(value))
     return values, boots
 
 
