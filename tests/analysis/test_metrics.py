@@ -122,6 +122,33 @@ def test_bootstrap_interval_covers_the_true_mae_95_percent_of_the_time() -> None
     assert 0.92 <= hits / reps <= 0.98
 
 
+def test_weighted_resamples_equal_the_metrics_on_resampled_rows() -> None:
+    # the bootstrap hands each resample to scikit-learn as row counts (or pair counts): the
+    # interval must be the one of the metric computed on the resampled rows themselves
+    y, probs = synthetic(120, 3, 0.7, seed=9)
+    table = metric_table("classification", y, probs, n_boot=40, seed=11)
+    rng = np.random.default_rng(11)
+    draws: dict[str, list[float]] = {
+        "balanced_acc": [],
+        "f1_weighted": [],
+        "loss": [],
+        "roc_auc": [],
+    }
+    for _ in range(40):
+        idx = rng.integers(0, 120, 120)
+        yb, pb = y[idx], probs[idx]
+        draws["balanced_acc"].append(skm.balanced_accuracy_score(yb, pb.argmax(1)))
+        draws["f1_weighted"].append(skm.f1_score(yb, pb.argmax(1), average="weighted"))
+        draws["loss"].append(skm.log_loss(yb, pb, labels=[0, 1, 2]))
+        draws["roc_auc"].append(skm.roc_auc_score(yb, pb, multi_class="ovr"))
+    for name, values in draws.items():
+        low, high = np.quantile(values, [0.025, 0.975])
+        # torchmetrics computes the resamples' ROC AUC in float32
+        tolerance = 1e-6 if name == "roc_auc" else 1e-12
+        assert table[name]["low"] == pytest.approx(low, abs=tolerance), name
+        assert table[name]["high"] == pytest.approx(high, abs=tolerance), name
+
+
 def test_same_seed_same_numbers() -> None:
     y, probs = synthetic(200, 3, 0.7, seed=1)
     a = metric_table("classification", y, probs, n_boot=100, seed=5)
