@@ -467,6 +467,6 @@ def _figure(weakest: list[dict[str, Any]], main: str, overall: dict[str, Any], p
     ax.set_yticks(ys, [label[:48] for label in labels])
     ax.set_xlabel(main)
     ax.set_title(f"Weakest slices by {main}")
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     _save(fig, path)
