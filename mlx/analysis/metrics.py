@@ -354,6 +354,10 @@ class Metrics:
                 f"analysis metrics: task {info.task!r} is neither classification nor regression."
             )
 
+    def provides(self, info: DataInfo) -> list[str]:
+        """The keys of this section the validation gate may name (``acc``, ``acc.low``...)."""
+        return [f"{n}{end}" for n in metric_names(info.task) for end in ("", ".low", ".high")]
+
     def run(self, evidence: Evidence, folder: Path) -> dict[str, Any]:
         """The metrics with intervals; writes metrics.csv and confusion.svg and
         reliability.svg (classification) or residuals.svg (regression)."""
@@ -375,7 +379,8 @@ class Metrics:
             "confidence": self.confidence,
             "intervals": "percentile bootstrap"
             + (", Wilson for acc" if evidence.task == "classification" else ""),
-            "metrics": table,
+            # each metric by its own name, so that the gate and the record read analysis.metrics.acc
+            **table,
         }
         if undefined:
             section["undefined_resamples"] = undefined

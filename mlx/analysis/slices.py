@@ -190,6 +190,23 @@ class Slices:
             out += _groups("intensity", _interval_labels(cut), order=_order(cut))
         return out
 
+    def provides(self, info: DataInfo) -> list[str]:
+        """The keys of this section the validation gate may name (the overall values)."""
+        from mlx.analysis.metrics import metric_names
+
+        return [
+            f"overall.{n}{end}" for n in metric_names(info.task) for end in ("", ".low", ".high")
+        ]
+
+    def features(self) -> list[str]:
+        """The names the slices' ``feature`` takes: the gate's ``slices.<name> within``."""
+        names = [*self.columns, *self.buckets, *(f"{a} x {b}" for a, b in self.crosses)]
+        if self.per_class:
+            names.append("class")
+        if self.intensity_buckets:
+            names.append("intensity")
+        return names
+
     def run(self, evidence: Evidence, folder: Path) -> dict[str, Any]:
         """Per slice: size, every metric with its interval, the gap to overall, the test
         against the rest; writes slices.csv and slices.svg (the weakest slices)."""

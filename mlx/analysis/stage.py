@@ -180,7 +180,7 @@ class AnalyseStage:
     def _slice_columns(self, info: Any) -> set[str] | None:
         for analysis in self.analyses:
             if analysis.name == "slices":
-                return set(analysis.columns_sliced(info))
+                return set(analysis.features())
         return None
 
     def networks(self, state: RunState) -> list[tuple[str, Any]]:

@@ -275,11 +275,14 @@ class Validation:
 
 
 def _within(c: Condition, slices: Any) -> dict[str, Any]:
-    """``slices.COLUMN within NUMBER`` on the slices section."""
+    """``slices.COLUMN within NUMBER`` on the slices section: the largest gap of the main metric
+    (``main_metric``: accuracy, or MAE) among the reported slices of ``COLUMN``."""
+    section = slices or {}
+    main = section.get("main_metric")
     rows = [
         s
-        for s in (slices or {}).get("slices", [])
-        if s.get("reported", True) and s.get("column") == c.column
+        for s in section.get("slices", [])
+        if s.get("feature") == c.column and (s.get("gap") or {}).get(main) is not None
     ]
     if not rows:
         return {
@@ -288,13 +291,14 @@ def _within(c: Condition, slices: Any) -> dict[str, Any]:
             "reason": f"no reported slice of {c.column} (the slices analysis failed or every "
             "slice was below min_size)",
         }
-    worst = max(rows, key=lambda s: abs(s.get("gap") or 0.0))
-    gap = abs(worst.get("gap") or 0.0)
+    worst = max(rows, key=lambda s: abs(s["gap"][main]))
+    gap = abs(worst["gap"][main])
     return {
         "condition": c.text,
         "value": gap,
         "threshold": c.number,
-        "worst_slice": worst.get("name"),
+        "worst_slice": f"{c.column}={worst.get('slice')}",
+        "metric": main,
         "passed": gap <= (c.number or 0.0),
     }
 

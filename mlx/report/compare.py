@@ -150,6 +150,15 @@ def _analysis_table(runs: list[Run]) -> Any | None:
 
     values = [interval_values(run.record.summary.get("analysis") or {}) for run in runs]
     keys = list(dict.fromkeys(k for v in values for k in v))
+    # the slices' overall values repeat the metrics analysis' when both ran
+    keys = [
+        k
+        for k in keys
+        if not (
+            k.startswith("slices.overall.")
+            and all(f"metrics.{k.removeprefix('slices.overall.')}" in v for v in values)
+        )
+    ]
     verdicts = [(run.record.summary.get("validation") or {}).get("verdict") for run in runs]
     if not keys and not any(verdicts):
         return None
@@ -257,7 +266,7 @@ def compare(
     analysis = _analysis_table(runs)
     if analysis is not None:
         console.print(
-            "[bold]Analysis[/bold] (value [interval]; difference to the baseline)",
+            "[bold]Analysis[/bold] (value \\[interval]; difference to the baseline)",
             highlight=False,
         )
         console.print(analysis, highlight=False)

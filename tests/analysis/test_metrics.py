@@ -183,13 +183,13 @@ def test_run_writes_the_section_csv_and_figures(tmp_path) -> None:
     assert section["confusion"] == skm.confusion_matrix(y, probs.argmax(axis=1)).tolist()
     with (tmp_path / "metrics.csv").open() as f:
         rows = {r["metric"]: r for r in csv.DictReader(f)}
-    assert float(rows["acc"]["value"]) == section["metrics"]["acc"]["value"]
+    assert float(rows["acc"]["value"]) == section["acc"]["value"]
     assert "ECE" in (tmp_path / "reliability.svg").read_text()
 
     rng = np.random.default_rng(1)
     target = rng.normal(size=200)
     section = Metrics(n_boot=20).run(evidence(target, target + 0.3, "regression"), tmp_path)
-    assert section["metrics"]["residual_q50"]["value"] == pytest.approx(-0.3)
+    assert section["residual_q50"]["value"] == pytest.approx(-0.3)
     assert (tmp_path / "residuals.svg").stat().st_size > 1000
 
 

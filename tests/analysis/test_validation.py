@@ -21,12 +21,13 @@ def _record(**metrics: float) -> dict:
         "analysis": {
             "metrics": {"acc": {"value": 0.91, "low": 0.88, "high": 0.94}},
             "slices": {
+                "main_metric": "acc",
                 "slices": [
-                    {"column": "sex", "name": "sex=F", "gap": -0.02, "reported": True},
-                    {"column": "sex", "name": "sex=M", "gap": 0.015, "reported": True},
-                    {"column": "age", "name": "age<30", "gap": -0.08, "reported": True},
-                    {"column": "age", "name": "age>90", "gap": -0.5, "reported": False},
-                ]
+                    {"feature": "sex", "slice": "F", "gap": {"acc": -0.02}},
+                    {"feature": "sex", "slice": "M", "gap": {"acc": 0.015}},
+                    {"feature": "age", "slice": "(0, 30]", "gap": {"acc": -0.08}},
+                    {"feature": "age", "slice": "(30, 60]", "gap": {"acc": None}},
+                ],
             },
         },
     }
@@ -78,8 +79,8 @@ def test_verdict_blesses_and_rejects_naming_each_failed_condition() -> None:
     verdict = gate.verdict(_record(**{"test/acc": 0.93}))
     assert verdict["verdict"] == "rejected"
     assert verdict["failed"] == ["test/acc >= 0.95", "slices.age within 0.05"]
-    # the unreported (too small) slice does not count: the worst reported one is age<30
-    assert verdict["conditions"][2]["worst_slice"] == "age<30"
+    # a slice whose gap is undefined does not count
+    assert verdict["conditions"][2]["worst_slice"] == "age=(0, 30]"
 
 
 def test_a_key_missing_at_verdict_time_fails_its_condition() -> None:
