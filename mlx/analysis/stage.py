@@ -224,6 +224,7 @@ class AnalyseStage:
             recorder.extra["analysis_networks"] = [label for label, _ in nets]
         if failed:
             recorder.extra["analysis_failed"] = failed
+        verdict = None
         if self.gate is not None:
             if self.gate.baseline_checkpoint is not None:
                 log.info("analysis: evaluating the baseline %s", self.gate.baseline_checkpoint)
@@ -235,15 +236,50 @@ class AnalyseStage:
             verdict = self.gate.verdict(record)
             recorder.extra[GATE] = verdict
             self._log_verdict(verdict)
-            if verdict["verdict"] == "rejected" and self.gate.fail_run:
-                from mlx.analysis.validation import ModelRejected
+        self._log_to_wandb(state, sections, verdict)
+        if verdict is not None and verdict["verdict"] == "rejected" and self.gate.fail_run:
+            from mlx.analysis.validation import ModelRejected
 
-                state.exit_error = ModelRejected(
-                    "the validation gate rejected the model: "
-                    + "; ".join(verdict["failed"])
-                    + f" (the record, {out / 'metrics.json'}, has each condition's value; "
-                    "analysis.validation.fail_run=false records the verdict and exits 0)."
-                )
+            state.exit_error = ModelRejected(
+                "the validation gate rejected the model: "
+                + "; ".join(verdict["failed"])
+                + f" (the record, {out / 'metrics.json'}, has each condition's value; "
+                "analysis.validation.fail_run=false records the verdict and exits 0)."
+            )
+
+    @staticmethod
+    def _log_to_wandb(state: RunState, sections: dict[str, Any], verdict: Any) -> None:
+        """With W&B tracking: each analysis' values as a ``wandb.Table``, its figures as HTML
+        media (the SVGs inline), and the verdict and values in the run's summary."""
+        logger = getattr(state.trainer, "logger", None)
+        if type(logger).__name__ != "WandbLogger" or not state.recorder.writes:
+            return
+        import wandb
+
+        from mlx.analysis.validation import interval_values
+
+        run = logger.experiment
+        out = Path(state.out) / FOLDER
+        for label, own in sections.items():
+            prefix = f"{label}/" if len(sections) > 1 else ""
+            for name, section in own.items():
+                values = interval_values(section)
+                rows = [[k, v, lo, hi] for k, (v, lo, hi) in values.items()]
+                payload: dict[str, Any] = {}
+                if rows:
+                    payload[f"analysis/{prefix}{name}"] = wandb.Table(
+                        columns=["key", "value", "low", "high"], data=rows
+                    )
+                    for k, (v, _, _) in values.items():
+                        if v is not None:
+                            run.summary[f"analysis/{prefix}{name}.{k}"] = v
+                for svg in sorted((out / prefix / name).glob("*.svg")):
+                    payload[f"analysis/{prefix}{name}/{svg.stem}"] = wandb.Html(svg.read_text())
+                if payload:
+                    run.log(payload)
+        if verdict is not None:
+            run.summary["validation/verdict"] = verdict["verdict"]
+            run.summary["validation/failed"] = verdict["failed"]
 
     @staticmethod
     def _log_verdict(verdict: dict[str, Any]) -> None:

@@ -303,6 +303,18 @@ def _within(c: Condition, slices: Any) -> dict[str, Any]:
     }
 
 
+def interval_values(section: Any, path: str = "") -> dict[str, tuple[Any, Any, Any]]:
+    """Every value with an interval in an analysis section (``{"value", "low", "high"}``), by its
+    dotted path: ``{"metrics.acc": (value, low, high)}``."""
+    found: dict[str, tuple[Any, Any, Any]] = {}
+    if isinstance(section, dict):
+        if "value" in section and {"low", "high"} <= set(section):
+            return {path: (section["value"], section["low"], section["high"])}
+        for key, child in section.items():
+            found.update(interval_values(child, f"{path}.{key}" if path else str(key)))
+    return found
+
+
 def flatten_record(record: dict[str, Any] | None) -> dict[str, float]:
     """A record's numbers: its metrics by their own keys (``test/acc``), its analysis sections by
     dotted paths (``metrics.acc``, ``fairness.sex.demographic_parity_difference``)."""

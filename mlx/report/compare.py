@@ -16,9 +16,10 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from mlx.analysis.validation import interval_values
 from mlx.numbers import MISSING, fmt
 from mlx.report.collect import ReportError, Run, collect
-from mlx.report.tables import config_diff, interval_values, metric_names
+from mlx.report.tables import config_diff, metric_names
 
 if TYPE_CHECKING:
     from rich.console import Console

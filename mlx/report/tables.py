@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlx.analysis.validation import interval_values
 from mlx.report.collect import Collection, Run, Sweep
 
 # config keys that name where a run wrote its files, or how it was launched: they differ between
@@ -386,18 +387,6 @@ def verdict_table(run: Run) -> Table | None:
         rows,
         note=note,
     )
-
-
-def interval_values(section: Any, path: str = "") -> dict[str, tuple[Any, Any, Any]]:
-    """Every value with an interval in an analysis section (``{"value", "low", "high"}``), by its
-    dotted path: ``{"metrics.acc": (value, low, high)}``."""
-    found: dict[str, tuple[Any, Any, Any]] = {}
-    if isinstance(section, dict):
-        if "value" in section and {"low", "high"} <= set(section):
-            return {path: (section["value"], section["low"], section["high"])}
-        for key, child in section.items():
-            found.update(interval_values(child, f"{path}.{key}" if path else str(key)))
-    return found
 
 
 def analysis_values_table(run: Run, name: str, section: dict[str, Any]) -> Table | None:

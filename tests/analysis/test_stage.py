@@ -167,3 +167,23 @@ def test_a_slice_column_that_does_not_exist_stops_before_training(
     with pytest.raises(ConfigError, match="Did you mean 'sex'"):
         mlx_run.run(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_analyses_are_logged_to_wandb(tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        [
+            *[o for o in QUICK if o != "tracking=none"],
+            "tracking=wandb",
+            "analysis=[metrics]",
+            "analysis.metrics.n_boot=20",
+        ],
+        tmp_path,
+    )
+    mlx_run.run(cfg)
+    acc = _record(tmp_path)["analysis"]["metrics"]["acc"]
+    (files,) = (tmp_path / "wandb").glob("offline-run-*/files")
+    (table,) = (files / "media" / "table" / "analysis").glob("metrics_*.table.json")
+    rows = {row[0]: row[1:] for row in json.loads(table.read_text())["data"]}
+    assert rows["acc"] == pytest.approx([acc["value"], acc["low"], acc["high"]])
+    figures = {p.name.split("_")[0] for p in (files / "media" / "html").rglob("*.html")}
+    assert {"confusion", "reliability"} <= figures
