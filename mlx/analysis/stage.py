@@ -3,7 +3,8 @@ anything trains, run in their listed order on the final model (or on every compr
 ``analysis.on``), and the validation gate's verdict last.
 
 Its section of the record: ``analysis`` (each analysis' own section by its name; with
-``analysis.on=all``, one such mapping per network, named in ``analysis_networks``), ``analysis_failed`` (which
+``analysis.on=all``, one such mapping per network, named in ``analysis_networks``),
+``analysis_seconds`` (each analysis' wall time), ``analysis_failed`` (which
 analysis failed and why: a failing analysis never loses the training result) and, with the gate,
 ``validation`` (the verdict, every condition with its value). Tables and figures go into the
 run folder's ``analysis/<name>/`` (``analysis/<network>/<name>/`` per network).
@@ -12,6 +13,7 @@ run folder's ``analysis/<name>/`` (``analysis/<network>/<name>/`` per network).
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -199,6 +201,7 @@ class AnalyseStage:
         recorder = state.recorder
         sections: dict[str, Any] = {}
         failed: dict[str, str] = {}
+        seconds: dict[str, float] = {}  # each analysis' wall time
         nets = self.networks(state)
         seed = int(self.cfg.seed)
         for label, net in nets:
@@ -209,6 +212,7 @@ class AnalyseStage:
                 folder = out / FOLDER / where
                 folder.mkdir(parents=True, exist_ok=True)
                 log.info("analysis %s ...", where)
+                t0 = time.perf_counter()
                 try:
                     own[analysis.name] = analysis.run(evidence, folder)
                 except MlxError as e:
@@ -217,11 +221,13 @@ class AnalyseStage:
                 except Exception as e:  # an analysis' bug must not lose the training result
                     failed[where] = "".join(traceback.format_exception_only(type(e), e)).strip()
                     log.error("analysis %s failed:\n%s", where, traceback.format_exc())
+                seconds[where] = round(time.perf_counter() - t0, 4)
             sections[label] = own
         analysis_record = sections[nets[0][0]] if len(nets) == 1 else sections
         recorder.extra["analysis"] = analysis_record
         if len(nets) > 1:
             recorder.extra["analysis_networks"] = [label for label, _ in nets]
+        recorder.extra["analysis_seconds"] = seconds
         if failed:
             recorder.extra["analysis_failed"] = failed
         verdict = None

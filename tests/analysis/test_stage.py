@@ -63,6 +63,7 @@ def test_metrics_read_the_models_own_predictions(image_runs: Path) -> None:
     assert sum(s["size"] for s in by_class) == metrics["size"]
     assert {s["feature"] for s in slices["slices"]} == {"class", "intensity"}
     assert record["validation"]["verdict"] == "blessed"
+    assert set(record["analysis_seconds"]) == {"metrics", "slices"}
     for name in ("metrics/confusion.svg", "metrics/reliability.svg", "slices/slices.svg"):
         assert (image_runs / "seed1" / "analysis" / name).is_file(), name
 
