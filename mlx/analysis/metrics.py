@@ -160,14 +160,22 @@ def _wilson(y: np.ndarray, outputs: np.ndarray, confidence: float) -> dict[str, 
 
 
 def _pair_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None) -> dict[str, float]:
-    from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
+    """Balanced accuracy, and precision, recall and F1 macro and weighted, from one call of
+    scikit-learn's per-class scores (its averages are these per-class scores' plain and
+    support-weighted means over the classes that occur; balanced accuracy is the mean recall
+    of the classes present in ``y``)."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_fscore_support
 
-    out = {"balanced_acc": balanced_accuracy_score(y, pred, sample_weight=weight)}
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            y, pred, average=average, sample_weight=weight, zero_division=0
-        )
-        out |= {f"precision_{average}": p, f"recall_{average}": r, f"f1_{average}": f}
+    p, r, f, support = precision_recall_fscore_support(
+        y, pred, average=None, sample_weight=weight, zero_division=0
+    )
+    support = np.asarray(support, dtype=np.float64)
+    total = support.sum()
+    out = {"balanced_acc": float(r[support > 0].mean())}
+    for name, scores in (("precision", p), ("recall", r), ("f1", f)):
+        out[f"{name}_macro"] = float(scores.mean())
+        out[f"{name}_weighted"] = float((scores * support).sum() / total) if total else 0.0
     return out
 
 
