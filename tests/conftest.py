@@ -37,6 +37,18 @@ SHORT = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """An in-process W&B run starts a wandb-core service and names it in ``WANDB_SERVICE``; an
+    ``mlx`` subprocess started later would attach to that service instead of its own, and find
+    the id of a run killed earlier still in use. Each test ends by stopping the service."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and os.environ.get("WANDB_SERVICE"):
+        wandb.teardown()
+        os.environ.pop("WANDB_SERVICE", None)
+
+
 def compose_cfg(overrides: list[str], output_dir: Path):
     """Compose `config.yaml` with `overrides`, writing into `output_dir`."""
     register_resolvers()
