@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/compression.py
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/parallelism.py
+	$(BIN)/python benchmarks/analysis.py
 
 # the published example reports in reports/: each line makes its runs (a sweep resumes, so a
 # finished one is not run again) and then its report; the same line is written at the report's top
