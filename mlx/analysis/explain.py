@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 GRADIENT_METHODS = ("integrated_gradients", "saliency")
 # rows a forward/backward pass takes at once (IG: examples x steps rows)
 BATCH = 512
+# feature ablation on images removes square patches, at most this many along a side (digits 8x8:
+# single pixels; MNIST 28x28: 4x4 patches), so its cost stays near integrated gradients'
+PATCHES = 8
 # features drawn in the importance bar chart
 TOP = 20
 # an example whose output hardly moves from the baseline (|f(x) - f(b)| below this) has no
@@ -45,8 +48,9 @@ class Explain:
     Args:
         method: ``integrated_gradients`` (path integral of gradients from a baseline; sums to
             ``f(x) - f(baseline)``), ``saliency`` (absolute input gradient at ``x``) or
-            ``feature_ablation`` (output change when a feature is set to the baseline: needs no
-            gradients, so it also serves models without them).
+            ``feature_ablation`` (output change when a feature, or an image patch of up to
+            ``ceil(side / 8)`` pixels square, is set to the baseline: needs no gradients, so
+            it also serves models without them).
         samples: test examples attributions are computed on (a seeded draw; all when fewer).
         examples: examples shown one by one (image overlays; a table's strongest features).
         steps: integration steps of integrated gradients (more steps, smaller error).
@@ -66,9 +70,9 @@ class Explain:
         method: Literal["integrated_gradients", "saliency", "feature_ablation"] = (
             "integrated_gradients"
         ),
-        samples: Annotated[int, Ge(1)] = 200,
+        samples: Annotated[int, Ge(1)] = 100,
         examples: Annotated[int, Ge(0)] = 8,
-        steps: Annotated[int, Ge(2)] = 50,
+        steps: Annotated[int, Ge(2)] = 32,
         baseline: Literal["zeros", "mean"] = "zeros",
         permutation: bool = True,
         repeats: Annotated[int, Ge(1)] = 5,
@@ -171,6 +175,8 @@ class Explain:
             ],
             "figures": ["attribution_classes.svg"],
         }
+        if self.method == "feature_ablation":
+            section["patch"] = patch_size(*x.shape[2:])
         if shown:
             section["figures"].append("attribution_examples.svg")
             section["examples"] = shown
@@ -289,8 +295,7 @@ def attribute(
     chunk = max(1, BATCH // per_example) if method == "integrated_gradients" else BATCH
     mask = None
     if method == "feature_ablation" and x.ndim == 4:
-        _, c, h, w = x.shape  # one feature per pixel, its channels together
-        mask = torch.arange(h * w).reshape(1, 1, h, w).expand(1, c, h, w)
+        mask = patches(x.shape[1:])
     for start in range(0, len(x), chunk):
         xs = torch.as_tensor(x[start : start + chunk], dtype=torch.float32)
         ts = None if target is None else torch.as_tensor(target[start : start + chunk])
@@ -318,6 +323,24 @@ def attribute(
         attrs.append(a.detach().numpy())
     delta = np.concatenate(deltas) if deltas else None
     return np.concatenate(attrs).astype(np.float64), delta
+
+
+def patches(shape: tuple[int, ...]) -> torch.Tensor:
+    """Feature ablation's features of an image ``(C, H, W)``: square patches of
+    ``patch_size(H, W)`` pixels, each with all its channels, ids row by row, ``(1, C, H, W)``."""
+    import torch
+
+    c, h, w = shape
+    size = patch_size(h, w)
+    cols = -(-w // size)
+    ys = torch.arange(h)[:, None] // size
+    xs = torch.arange(w)[None, :] // size
+    return (ys * cols + xs).reshape(1, 1, h, w).expand(1, c, h, w)
+
+
+def patch_size(h: int, w: int) -> int:
+    """The side of feature ablation's patches: at most PATCHES patches along the longer side."""
+    return -(-max(h, w) // PATCHES)
 
 
 def _output(
@@ -526,11 +549,12 @@ def _class_figure(maps: np.ndarray, names: list[str], path: Path) -> None:
 def _example_figure(
     evidence: Evidence, rows: np.ndarray, x: np.ndarray, attr: np.ndarray, folder: Path
 ) -> None:
-    """One row per example: the input, and its attribution over the input in grey."""
+    """One column per example: the input above, its attribution over the input in grey below
+    (red raises the explained output, blue lowers it; each example on its own scale)."""
     import numpy as np
 
     plt = _plt()
-    fig, axes = plt.subplots(len(x), 2, figsize=(3.6, 1.8 * len(x)), squeeze=False)
+    fig, axes = plt.subplots(2, len(x), figsize=(1.6 * len(x), 3.6), squeeze=False)
     for i in range(len(x)):
         image = x[i].transpose(1, 2, 0)  # (H, W, C)
         span = image.max() - image.min()
@@ -538,21 +562,21 @@ def _example_figure(
         grey = image.mean(axis=2)
         heat = attr[i].sum(axis=0)  # (H, W)
         scale = float(np.abs(heat).max()) or 1.0
-        truth = evidence.y[rows[i]]
+        truth, pred = evidence.y[rows[i]], evidence.predictions[rows[i]]
         if evidence.task == "classification":
             title = (
-                f"true {_class_name(evidence, int(truth))}, "
-                f"predicted {_class_name(evidence, int(evidence.predictions[rows[i]]))}"
+                f"true {_class_name(evidence, int(truth))}\n"
+                f"predicted {_class_name(evidence, int(pred))}"
             )
         else:
-            title = f"true {float(truth):.3g}, predicted {float(evidence.predictions[rows[i]]):.3g}"
-        axes[i, 0].imshow(grey if image.shape[2] == 1 else image, cmap="gray")
-        axes[i, 0].set_title(title, fontsize=7)
-        axes[i, 1].imshow(grey, cmap="gray")
-        axes[i, 1].imshow(heat, cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6)
-        axes[i, 1].set_title("attribution", fontsize=7)
-        for ax in axes[i]:
+            title = f"true {float(truth):.3g}\npredicted {float(pred):.3g}"
+        axes[0, i].imshow(grey if image.shape[2] == 1 else image, cmap="gray")
+        axes[0, i].set_title(title, fontsize=7)
+        axes[1, i].imshow(grey, cmap="gray", alpha=0.5)
+        axes[1, i].imshow(heat, cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.75)
+        for ax in axes[:, i]:
             ax.axis("off")
+    axes[1, 0].set_title("attribution", fontsize=7, loc="left")
     _save(fig, folder / "attribution_examples.svg")
 
 

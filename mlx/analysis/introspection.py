@@ -90,7 +90,7 @@ class Introspection:
         weights = _weights(evidence.net)
         flags = self.flags(layers, gradients)
         _write_layers(folder / "layers.csv", layers, gradients)
-        _activation_figure(layers, folder / "activations.svg")
+        _activation_figure(layers, self.dead_fraction, folder / "activations.svg")
         _weight_figure(weights, self.bins, folder / "weights.svg")
         return {
             "batch": len(rows),
@@ -307,17 +307,18 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _activation_figure(layers: list[dict[str, Any]], path: Path) -> None:
+def _activation_figure(layers: list[dict[str, Any]], threshold: float, path: Path) -> None:
     """Per layer in call order: the output's standard deviation (left) and, for ReLU-like
-    layers, the share of dead units (right)."""
+    layers, the share of dead units (right) against the flag's threshold (dashed)."""
     plt = _plt()
-    names = [d["layer"] for d in layers][::-1]
+    names = [f"{d['layer']} ({d['type']})" for d in layers][::-1]
     height = 0.26 * len(layers) + 1.0
     fig, axes = plt.subplots(1, 2, figsize=(8.4, height), sharey=True)
     axes[0].barh(names, [d["std"] or 0.0 for d in layers][::-1], color="#4c72b0")
     axes[0].set_xlabel("activation std")
     axes[1].barh(names, [d["dead_fraction"] or 0.0 for d in layers][::-1], color="#c44e52")
     axes[1].set_xlabel("dead units (ReLU-like layers)")
+    axes[1].axvline(threshold, color="black", linestyle="--", linewidth=0.8)
     axes[1].set_xlim(0, 1)
     _save(fig, path)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mlx.analysis.evidence import DataInfo, Evidence
-from mlx.analysis.explain import Explain, attribute, class_maps, raw_groups
+from mlx.analysis.explain import Explain, attribute, class_maps, patches, raw_groups
 from mlx.errors import ConfigError
 
 
@@ -213,3 +213,13 @@ def test_gradient_methods_are_refused_on_a_model_without_gradients(
     assert section["importance_columns"][0]["column"] == "income"
     with pytest.raises(ConfigError, match="feature_ablation"):
         Explain().run(evidence, tmp_path)
+
+
+def test_feature_ablation_patches_cover_an_image() -> None:
+    """Patches of 4x4 pixels on 28x28 (7 x 7 = 49 features), single pixels on 8x8; every
+    channel of a pixel in the same patch."""
+    mask = patches((2, 28, 28))
+    assert mask.shape == (1, 2, 28, 28) and int(mask.max()) == 48
+    assert (mask[0, 0, :4, :4] == 0).all() and int(mask[0, 1, 27, 27]) == 48
+    assert int(mask[0, 0, 0, 4]) == 1 and int(mask[0, 0, 4, 0]) == 7
+    assert patches((1, 8, 8)).flatten().tolist() == list(range(64))
