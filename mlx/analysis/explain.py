@@ -35,6 +35,8 @@ BATCH = 512
 # feature ablation on images removes square patches, at most this many along a side (digits 8x8:
 # single pixels; MNIST 28x28: 4x4 patches), so its cost stays near integrated gradients'
 PATCHES = 8
+# examples an image figure draws at most
+MAX_SHOWN = 16
 # features drawn in the importance bar chart
 TOP = 20
 # an example whose output hardly moves from the baseline (|f(x) - f(b)| below this) has no
@@ -52,7 +54,8 @@ class Explain:
             ``ceil(side / 8)`` pixels square, is set to the baseline: needs no gradients, so
             it also serves models without them).
         samples: test examples attributions are computed on (a seeded draw; all when fewer).
-        examples: examples shown one by one (image overlays; a table's strongest features).
+        examples: examples shown one by one (image overlays, at most 16; for a table, each
+            example's strongest columns in the record).
         steps: integration steps of integrated gradients (more steps, smaller error).
         baseline: the reference input: ``zeros`` (for standardized tables, the average
             numeric value and no category) or ``mean`` (the training split's mean input).
@@ -165,7 +168,7 @@ class Explain:
             labels = target
         maps = class_maps(attr, labels, len(names))
         _class_figure(maps, names, folder / "attribution_classes.svg")
-        shown = min(self.examples, len(x))
+        shown = min(self.examples, len(x), MAX_SHOWN)
         if shown:
             _example_figure(evidence, rows[:shown], x[:shown], attr[:shown], folder)
         section: dict[str, Any] = {
@@ -370,11 +373,11 @@ def completeness(delta: np.ndarray, change: np.ndarray, tolerance: float) -> dic
     relative = err[moved] / np.abs(change[moved])
     mean_rel = float(relative.mean()) if moved.any() else 0.0
     return {
-        "max_abs_delta": float(err.max()),
-        "mean_abs_delta": float(err.mean()),
-        "mean_abs_change": float(np.abs(change).mean()),
-        "max_relative": float(relative.max()) if moved.any() else None,
-        "mean_relative": mean_rel,
+        "max_abs_delta": _float(err.max()),
+        "mean_abs_delta": _float(err.mean()),
+        "mean_abs_change": _float(np.abs(change).mean()),
+        "max_relative": _float(relative.max()) if moved.any() else None,
+        "mean_relative": _float(mean_rel),
         "tolerance": tolerance,
         "sound": bool(mean_rel <= tolerance),
     }

@@ -223,3 +223,42 @@ def test_feature_ablation_patches_cover_an_image() -> None:
     assert (mask[0, 0, :4, :4] == 0).all() and int(mask[0, 1, 27, 27]) == 48
     assert int(mask[0, 0, 0, 4]) == 1 and int(mask[0, 0, 4, 0]) == 7
     assert patches((1, 8, 8)).flatten().tolist() == list(range(64))
+
+
+def test_a_linear_regression_is_attributed_in_closed_form(tmp_path: Path) -> None:
+    """For f(x) = w.x + c, integrated gradients give w_j (x_j - b_j) exactly, here from the
+    training split's mean; permutation importance scores R² and ranks the heaviest weight
+    first."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    train = rng.normal(1.0, 1.0, size=(500, 3)).astype(np.float32)
+    net = nn.Linear(3, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.5, -4.0, 0.0]]))
+        net.bias.fill_(1.0)
+    net.eval()
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.as_tensor(rows, dtype=torch.float32))[:, 0].numpy()
+
+    evidence = Evidence(
+        task="regression",
+        x=x,
+        y=predict(x),
+        outputs=predict(x),
+        predict=predict,
+        net=net,
+        feature_names=["a", "b", "c"],
+        train=(train, np.zeros(500, np.float32)),
+        seed=2,
+    )
+    section = Explain(baseline="mean", samples=200, examples=1).run(evidence, tmp_path)
+    assert section["output"] == "prediction" and section["target"] == "prediction"
+    expected = np.abs((x - train.mean(axis=0)) * [0.5, -4.0, 0.0]).mean(axis=0)
+    got = {d["feature"]: d["value"] for d in section["importance"]}
+    np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-4)
+    assert section["completeness"]["max_abs_delta"] < 1e-4
+    assert section["permutation"]["score"] == "r2"
+    assert [d["column"] for d in section["permutation"]["columns"]] == ["b", "a", "c"]
+    assert "class" not in section["examples"][0]
