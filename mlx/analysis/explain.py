@@ -217,7 +217,7 @@ class Explain:
                 {
                     "row": int(rows[i]),
                     **(
-                        {"class": _class_name(evidence, int(target[i]))}
+                        {"predicted": _class_name(evidence, int(target[i]))}
                         if target is not None
                         else {}
                     ),

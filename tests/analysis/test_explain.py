@@ -140,6 +140,8 @@ def test_permutation_importance_ranks_the_planted_feature_first(
     assert all(d["value"] == 0 and d["std"] == 0 for d in perm[1:])
     assert section["importance_columns"][0]["column"] == "income"
     assert section["importance_columns"][1]["value"] == 0
+    first = section["examples"][0]  # predicted class, strongest raw column first
+    assert first["predicted"] in ("low", "high") and first["strongest"][0]["column"] == "income"
     # attributions.csv: one row per sampled example, one column per encoded feature
     lines = (tmp_path / "attributions.csv").read_text().splitlines()
     assert lines[0] == "row,prediction,age,income,color_blue,color_green,color_red"
@@ -261,4 +263,4 @@ def test_a_linear_regression_is_attributed_in_closed_form(tmp_path: Path) -> Non
     assert section["completeness"]["max_abs_delta"] < 1e-4
     assert section["permutation"]["score"] == "r2"
     assert [d["column"] for d in section["permutation"]["columns"]] == ["b", "a", "c"]
-    assert "class" not in section["examples"][0]
+    assert "predicted" not in section["examples"][0]
