@@ -91,6 +91,13 @@ class AnalyseStage:
         from mlx.analysis.gather import data_info
 
         info = data_info(state.datamodule, state.model.net)
+        # the analysed network has no gradients when it is an ONNX graph: a saved .onnx model
+        # (loaded after this check) or the int8 output of a final quantize stage
+        stages = list(self.cfg.get("compression") or {})
+        onnx = str(self.cfg.get("ckpt_path") or "").endswith(".onnx") and state.command != "run"
+        quantized = bool(stages) and stages[-1] == "quantize" and self.on != "baseline"
+        if onnx or quantized:
+            info.gradients = False
         for name in listed(self.cfg):
             built = instantiate(self.cfg.analysis[name])
             if name == GATE:

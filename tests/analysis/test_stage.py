@@ -188,3 +188,26 @@ def test_analyses_are_logged_to_wandb(tmp_path: Path) -> None:
     assert rows["acc"] == pytest.approx([acc["value"], acc["low"], acc["high"]])
     figures = {p.name.split("_")[0] for p in (files / "media" / "html").rglob("*.html")}
     assert {"confusion", "reliability"} <= figures
+
+
+def test_a_gradient_method_on_a_final_int8_model_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    cfg = compose_cfg([*QUICK, "compression=[quantize]", "analysis=[explain]"], tmp_path)
+    with pytest.raises(ConfigError, match="feature_ablation"):
+        mlx_run.run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_explain_and_introspection_in_a_run(tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        [*QUICK, "analysis=[explain,introspection]", "analysis.explain.samples=20"], tmp_path
+    )
+    mlx_run.run(cfg)
+    record = _record(tmp_path)
+    assert not record.get("analysis_failed"), record.get("analysis_failed")
+    explain = record["analysis"]["explain"]
+    assert explain["completeness"]["max_abs_delta"] is not None
+    assert (tmp_path / "analysis" / "explain" / "attribution_classes.svg").is_file()
+    layers = record["analysis"]["introspection"]
+    assert isinstance(layers["flags"], list)
