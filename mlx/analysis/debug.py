@@ -22,7 +22,6 @@ from mlx.errors import ConfigError, did_you_mean
 if TYPE_CHECKING:
     import numpy as np
 
-Check = Literal["baseline", "sensitivity", "attacks", "pdp", "residuals"]
 CHECKS: tuple[str, ...] = ("baseline", "sensitivity", "attacks", "pdp", "residuals")
 # features drawn in pdp.svg when `features` is not given: the most sensitive ones
 PDP_FEATURES = 3
@@ -89,7 +88,8 @@ class Debug:
 
     def __init__(
         self,
-        checks: list[Check] | None = None,
+        checks: list[Literal["baseline", "sensitivity", "attacks", "pdp", "residuals"]]
+        | None = None,
         features: Annotated[list[str], MinLen(1)] | None = None,
         interaction: Annotated[list[str], MinLen(2), MaxLen(2)] | None = None,
         grid: Annotated[int, Ge(2)] = 20,
@@ -615,17 +615,16 @@ def _baseline(evidence: Evidence, folder: Path) -> dict[str, Any]:
     better = (lambda a, b: a > b) if classification else (lambda a, b: a < b)
     beats = {n: bool(better(scores["model"][key], scores[n][key])) for n in (dummy_name, "linear")}
     findings = []
+    why = {
+        dummy_name: "it has learnt nothing beyond the target's distribution",
+        "linear": "a linear model on the same inputs does as well; the network underfits or "
+        "its extra capacity buys nothing",
+    }
     for name in (dummy_name, "linear"):
         if not beats[name]:
             findings.append(
                 f"The model does not beat the {name} baseline on {key} "
-                f"({scores['model'][key]:.4g} against {scores[name][key]:.4g}): a model this "
-                "size should; check the training (underfitting, leakage in the baseline's favour "
-                "is impossible: both see the same split)."
-                if name == "linear"
-                else f"The model does not beat the {name} baseline on {key} "
-                f"({scores['model'][key]:.4g} against {scores[name][key]:.4g}): it has learnt "
-                "nothing beyond the target's distribution."
+                f"({scores['model'][key]:.4g} against {scores[name][key]:.4g}): {why[name]}."
             )
     _write_csv(folder / "baseline.csv", [{"model": n, **s} for n, s in scores.items()])
     return {
