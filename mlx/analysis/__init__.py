@@ -7,10 +7,11 @@ its tables and figures into a folder it is given. Heavy libraries (Captum, Fairl
 scikit-learn, matplotlib) are imported inside the functions that use them.
 """
 
+from mlx.analysis.debug import Debug
 from mlx.analysis.explain import Explain
 from mlx.analysis.introspection import Introspection
 from mlx.analysis.metrics import Metrics
 from mlx.analysis.slices import Slices
 from mlx.analysis.validation import Validation
 
-__all__ = ["Explain", "Introspection", "Metrics", "Slices", "Validation"]
+__all__ = ["Debug", "Explain", "Introspection", "Metrics", "Slices", "Validation"]

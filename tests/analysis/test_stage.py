@@ -211,3 +211,12 @@ def test_explain_and_introspection_in_a_run(tmp_path: Path) -> None:
     assert (tmp_path / "analysis" / "explain" / "attribution_classes.svg").is_file()
     layers = record["analysis"]["introspection"]
     assert isinstance(layers["flags"], list)
+
+
+def test_debug_in_a_run_on_a_table(people: Path, tmp_path: Path) -> None:
+    table = [o for o in _table_run(people) if not o.startswith("analysis")]
+    cfg = compose_cfg([*table, "analysis=[debug]", "analysis.debug.samples=100"], tmp_path / "run")
+    mlx_run.run(cfg)
+    record = _record(tmp_path / "run")
+    assert not record.get("analysis_failed"), record.get("analysis_failed")
+    assert "baseline" in record["analysis"]["debug"]
