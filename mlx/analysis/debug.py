@@ -18,6 +18,8 @@ from annotated_types import Ge, Interval, MaxLen, MinLen
 
 from mlx.analysis.evidence import DataInfo, Evidence
 from mlx.errors import ConfigError, did_you_mean
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg as _save
 
 if TYPE_CHECKING:
     import numpy as np
@@ -810,34 +812,6 @@ def _residual_sentence(test: dict[str, Any]) -> str:
         f"The residuals show a {shape} in '{against}' (Spearman rho {test['rho']:.2f}, "
         f"adjusted p {p:.2g}): structure the model missed."
     )
-
-
-def _plt() -> Any:
-    """pyplot with the report's house look (SVG text kept as text, no random ids)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "mlx-report",
-            "figure.dpi": 100,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "font.size": 9,
-        }
-    )
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _plt()
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
 
 
 def _sensitivity_figure(

@@ -24,6 +24,8 @@ from annotated_types import Ge, Gt
 
 from mlx.analysis.evidence import DataInfo, Evidence
 from mlx.errors import ConfigError
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg as _save
 
 if TYPE_CHECKING:
     import numpy as np
@@ -499,31 +501,6 @@ def _write_attributions(
         for i, row in enumerate(rows):
             pred = _class_name(evidence, int(target[i])) if target is not None else preds[i]
             out.writerow([int(row), pred, *(f"{v:.6g}" for v in attr[i])])
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "mlx-report",
-            "figure.dpi": 100,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "font.size": 9,
-        }
-    )
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _plt()
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
 
 
 def _class_figure(maps: np.ndarray, names: list[str], path: Path) -> None:

@@ -18,6 +18,8 @@ from annotated_types import Ge, Gt, Interval
 
 from mlx.analysis.evidence import DataInfo, Evidence
 from mlx.errors import ConfigError
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg as _save
 
 if TYPE_CHECKING:
     import numpy as np
@@ -278,33 +280,6 @@ def _write_layers(
             )
         for g in gradients:
             out.writerow(["gradient", g["parameter"], "", "", "", "", "", g["norm"]])
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "mlx-report",
-            "figure.dpi": 100,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "font.size": 9,
-        }
-    )
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _plt()
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
 
 
 def _activation_figure(layers: list[dict[str, Any]], threshold: float, path: Path) -> None:

@@ -37,6 +37,8 @@ from annotated_types import Ge, Interval
 
 from mlx.analysis.evidence import DataInfo, Evidence
 from mlx.errors import ConfigError
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg as _save
 
 if TYPE_CHECKING:
     import numpy as np
@@ -427,34 +429,6 @@ def write_csv(path: Path, table: dict[str, dict[str, float | None]]) -> None:
         writer.writerow(["metric", "value", "low", "high"])
         for name, row in table.items():
             writer.writerow([name, *("" if row[k] is None else row[k] for k in row)])
-
-
-def _plt() -> Any:
-    """matplotlib with the Agg backend and the house look of mlx's report figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "mlx-report",
-            "figure.dpi": 100,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "font.size": 9,
-        }
-    )
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _plt()
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
 
 
 def _confusion_figure(matrix: np.ndarray, names: list[str], path: Path) -> None:

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from annotated_types import Ge, Interval
 
 from mlx.analysis.evidence import DataInfo, Evidence
-from mlx.analysis.metrics import MAIN, _plt, _save, _table, interval
+from mlx.analysis.metrics import MAIN, _table, interval
 from mlx.errors import ConfigError, did_you_mean
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg as _save
 
 if TYPE_CHECKING:
     import numpy as np

@@ -148,6 +148,7 @@ def _metrics_table(runs: list[Run], metrics: list[str]) -> Any:
 def _analysis_table(runs: list[Run]) -> Any | None:
     """The analyses' values with intervals and the validation verdict, one row each."""
     from rich.table import Table
+    from rich.text import Text
 
     values = [interval_values(run.record.summary.get("analysis") or {}) for run in runs]
     keys = list(dict.fromkeys(k for v in values for k in v))
@@ -175,11 +176,7 @@ def _analysis_table(runs: list[Run]) -> Any | None:
                 cells.append(MISSING)
                 continue
             value, low, high = own[key]
-            cell = _delta_cell(key, value, base[key][0]) if i and key in base else None
-            if cell is None:
-                from rich.text import Text
-
-                cell = Text(fmt(value))
+            cell = _delta_cell(key, value, base[key][0]) if i and key in base else Text(fmt(value))
             cell.append(f" [{fmt(low)}, {fmt(high)}]", style="dim")
             cells.append(cell)
         table.add_row(key, *cells)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlx.figures import pyplot as _plt
+from mlx.figures import save_svg
 from mlx.report.collect import Run, Sweep
 
 # at most this many runs get their own line in an overlaid plot: more turn it into noise
@@ -36,27 +38,6 @@ class Figure:
     figure: Any
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "mlx-report",
-            "figure.dpi": 100,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "font.size": 9,
-        }
-    )
-    return plt
-
-
 def save(fig: Figure, folder: Path) -> Path:
     """Write ``fig`` to ``folder/<name>.svg`` and close it; a figure that is already an SVG file
     (an analysis drew it in the run folder) is copied."""
@@ -66,10 +47,7 @@ def save(fig: Figure, folder: Path) -> Path:
 
         shutil.copyfile(fig.figure, path)
         return path
-    plt = _plt()
-    fig.figure.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig.figure)
-    return path
+    return save_svg(fig.figure, path)
 
 
 def _is_number(value: Any) -> bool:
