@@ -274,7 +274,9 @@ class Fairness:
             return interval(value, low, high)
 
         for g in kept:
-            group = {"group": str(g), "size": int(sizes[g])}
+            group: dict[str, Any] = {"group": str(g), "size": int(sizes[g])}
+            if task == "classification":  # the rows behind the TPR (the rest: the FPR)
+                group["positives"] = int((y_true[rows][group_of == g] == pos).sum())
             group.update({m: with_interval(f"{m}[{g}]") for m in GROUP_METRICS[task]})
             entry["groups"].append(group)
         if len(kept) < 2:
@@ -325,11 +327,17 @@ def _resample_metrics(task: str, pos: int | None) -> dict[str, Callable[[Any, An
             "mae": lambda yt, yp: mean_prediction(None, np.abs(yt - yp)),
             "mean_prediction": lambda yt, yp: mean_prediction(None, yp),
         }
+
+    def share(values: Any, label: Any) -> float:
+        # no actual positive (or negative) in a group: 0, as Fairlearn's rates (scikit-learn's
+        # normalised confusion matrix) give it
+        return selection_rate(None, values, pos_label=label) if len(values) else 0.0
+
     return {
-        "selection_rate": lambda yt, yp: selection_rate(None, yp, pos_label=pos),
-        "true_positive_rate": lambda yt, yp: selection_rate(None, yp[yt == pos], pos_label=pos),
-        "false_positive_rate": lambda yt, yp: selection_rate(None, yp[yt != pos], pos_label=pos),
-        "accuracy": lambda yt, yp: selection_rate(None, yt == yp, pos_label=True),
+        "selection_rate": lambda yt, yp: share(yp, pos),
+        "true_positive_rate": lambda yt, yp: share(yp[yt == pos], pos),
+        "false_positive_rate": lambda yt, yp: share(yp[yt != pos], pos),
+        "accuracy": lambda yt, yp: share(yt == yp, True),
     }
 
 
@@ -519,14 +527,15 @@ def _sort_key(label: Any) -> tuple[int, float, str]:
 def _write_csv(path: Path, section: dict[str, Any], entries: list[str]) -> None:
     """One row per reported group: size and each metric with its interval."""
     metrics = GROUP_METRICS[section["task"]]
-    header = ["sensitive", "group", "size"]
+    counts = ["size", "positives"] if section["task"] == "classification" else ["size"]
+    header = ["sensitive", "group", *counts]
     header += [f"{m}{end}" for m in metrics for end in ("", "_low", "_high")]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for entry in entries:
             for group in section[entry]["groups"]:
-                row: list[Any] = [entry, group["group"], group["size"]]
+                row: list[Any] = [entry, group["group"], *(group[c] for c in counts)]
                 for m in metrics:
                     row += ["" if group[m][k] is None else group[m][k] for k in _ENDS]
                 writer.writerow(row)
@@ -544,20 +553,26 @@ def _figure(section: dict[str, Any], entries: list[str], path: Path) -> None:
     shown = [e for e in entries if section[e]["groups"]]
     if not shown:
         return
-    heights = [max(1.6, 0.45 * len(section[e]["groups"]) + 0.9) for e in shown]
+    heights = [0.5 * len(section[e]["groups"]) + 0.8 for e in shown]
+    rates = section["task"] == "classification"  # every value a share in [0, 1]
     fig, axes = plt.subplots(
-        len(shown), 1, figsize=(6.4, sum(heights)), squeeze=False, height_ratios=heights
+        len(shown),
+        1,
+        figsize=(6.4, sum(heights) + 0.4),
+        squeeze=False,
+        height_ratios=heights,
+        sharex=rates,
+        layout="constrained",
     )
     for ax, entry in zip(axes[:, 0], shown, strict=True):
         groups = section[entry]["groups"]
-        offsets = [0.25 * (k - (len(metrics) - 1) / 2) for k in range(len(metrics))]
         for k, m in enumerate(metrics):
             ys, xs, lows, highs = [], [], [], []
             for j, g in enumerate(groups):
                 v = g[m]
                 if v["value"] is None:
                     continue
-                ys.append(j + offsets[k] / max(1, len(metrics) - 1))
+                ys.append(j + 0.16 * (k - (len(metrics) - 1) / 2))
                 xs.append(v["value"])
                 # a percentile interval need not hold its value: no bar on that side then
                 low = v["low"] if v["low"] is not None else v["value"]
@@ -567,6 +582,8 @@ def _figure(section: dict[str, Any], entries: list[str], path: Path) -> None:
             ax.errorbar(
                 xs, ys, xerr=[lows, highs], fmt="o", ms=4, capsize=2, label=m.replace("_", " ")
             )
+        if rates:
+            ax.set_xlim(-0.02, 1.02)
         ax.set_yticks(range(len(groups)), [f"{g['group']} (n={g['size']})" for g in groups])
         ax.invert_yaxis()
         title = " & ".join(section[entry]["columns"])

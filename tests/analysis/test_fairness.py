@@ -151,6 +151,29 @@ def test_intervals_cover_the_population_gap() -> None:
     assert 0.13 < np.mean(widths) < 0.18
 
 
+def test_groups_with_few_or_no_actual_negatives(tmp_path: Path) -> None:
+    """Group b has one actual negative (many resamples draw none), group c none: their FPRs are
+    0 where no negative is drawn, as Fairlearn's rates count it, so the values and intervals
+    agree with fairlearn.metrics; each group says how many actual positives it has."""
+    from fairlearn.metrics import equalized_odds_difference
+
+    g = np.array(["a"] * 40 + ["b"] * 40 + ["c"] * 40)
+    y = np.array([1, 0] * 20 + [0] + [1] * 39 + [1] * 40)
+    pred = np.array([1, 1, 0, 0] * 10 + [1] * 40 + [1, 0] * 20)
+    entry = Fairness(sensitive=["g"], n_boot=200).run(
+        evidence(pd.DataFrame({"g": g}), y, pred), tmp_path
+    )["g"]
+    groups = {x["group"]: x for x in entry["groups"]}
+    assert [groups[k]["positives"] for k in "abc"] == [20, 39, 40]
+    assert groups["a"]["false_positive_rate"]["value"] == pytest.approx(0.5)
+    b = groups["b"]["false_positive_rate"]
+    assert b["value"] == 1.0 and b["low"] == 0.0 and b["high"] == 1.0
+    assert groups["c"]["false_positive_rate"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    eo = entry["equalized_odds_difference"]
+    assert eo["value"] == pytest.approx(equalized_odds_difference(y, pred, sensitive_features=g))
+    assert eo["low"] <= eo["value"] <= eo["high"]
+
+
 @pytest.fixture(scope="module")
 def unfair(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     """A planted unfair model: it grants the favourable class to 80% of men and 20% of women
