@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mlx.analysis.evidence import DataInfo, Evidence
-from mlx.analysis.fairness import Fairness, _resample_metrics, _resample_values
+from mlx.analysis.fairness import Fairness, _cells, _weighted_metrics, _weighted_values
 from mlx.errors import ConfigError
 
 
@@ -103,8 +103,8 @@ def test_positive_class_and_fairlearn_functions(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_resample_path_equals_the_values(task: str, tmp_path: Path) -> None:
-    """The bootstrap's fast metrics on the unresampled rows give the reported values (which come
-    from Fairlearn's MetricFrame and functions and scikit-learn)."""
+    """The bootstrap's weighted cells with their own counts (the unresampled rows) give the
+    reported values, which come from Fairlearn's MetricFrame and functions and scikit-learn."""
     rng = np.random.default_rng(1)
     n = 300
     groups = rng.choice(["x", "y", "z"], n)
@@ -120,12 +120,16 @@ def test_resample_path_equals_the_values(task: str, tmp_path: Path) -> None:
         )
         pos = None
     entry = Fairness(sensitive=["g"], n_boot=0, min_size=1).run(ev, tmp_path)["g"]
-    masks = {k: groups == k for k in ("x", "y", "z")}
-    fast = _resample_values(task, y, pred, masks, _resample_metrics(task, pos))
-    for group in entry["groups"]:
+    codes = pd.Categorical(groups, categories=["x", "y", "z"]).codes.astype(np.int64)
+    cell_group, cell_true, cell_pred, counts = _cells(task, y, pred, codes)
+    if task == "classification":
+        assert len(counts) == 27 and counts.sum() == n  # 3 groups x 3 targets x 3 predictions
+    masks = [cell_group == j for j in range(3)]
+    fast = _weighted_values(task, cell_true, cell_pred, counts, masks, _weighted_metrics(task, pos))
+    for j, group in enumerate(entry["groups"]):
         for metric, value in group.items():
             if isinstance(value, dict):
-                assert fast[f"{metric}[{group['group']}]"] == pytest.approx(value["value"])
+                assert fast[f"{metric}[{j}]"] == pytest.approx(value["value"])
     gaps = [k for k in fast if "[" not in k]
     assert gaps and all(fast[k] == pytest.approx(entry[k]["value"]) for k in gaps)
 
