@@ -285,6 +285,11 @@ TABLE = DataInfo(
         ),
         ({"sensitive": ["sex"], "positive": "god"}, TABLE, ["not a class", "Did you mean 'good'"]),
         (
+            {"sensitive": ["size"]},
+            DataInfo("classification", ["size"], [], None, ["a", "b"], [1]),
+            ["section's own keys", "rename it"],
+        ),
+        (
             {"sensitive": ["sex"], "positive": "good"},
             DataInfo("regression", ["sex"], ["sex"], None, None, [2]),
             ["regression", "null"],

@@ -115,6 +115,7 @@ def german_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # the shared run: 15-21 s on 2 busy cores
 def test_short_run_beats_the_majority_class(german_run: dict) -> None:
     # the majority class's share of the same test split (stratified: 105 good of 150)
     dm = ArrayDataModule(GermanCredit(), val_fraction=0.15, test_fraction=0.15, split_seed=0)
@@ -125,6 +126,7 @@ def test_short_run_beats_the_majority_class(german_run: dict) -> None:
     assert german_run["metrics"]["test/acc"] > majority + 0.02, (german_run["metrics"], majority)
 
 
+@pytest.mark.slow
 def test_fairness_by_sex_and_age_in_a_run_and_its_gate(german_run: dict) -> None:
     fairness = german_run["analysis"]["fairness"]
     assert fairness["positive"] == "good" and fairness["size"] == 150
