@@ -15,9 +15,12 @@ groups the MAE difference and ratio and the mean prediction's difference. A diff
 largest group value minus the smallest, a ratio the smallest over the largest (1 is parity).
 
 Every value has a seeded percentile bootstrap interval over the split's rows (``n_boot``
-resamples; a resample draws rows, so group sizes vary as they would in new data). The values
-come from Fairlearn's ``MetricFrame`` and its metric functions; in the resamples the same
-functions run on each group's rows (a ``MetricFrame`` per resample costs ~30 ms, mostly pandas).
+resamples; a resample draws rows, so group sizes vary as they would in new data). The rows are
+first reduced to weighted cells, each distinct (group, target, prediction) with its count, so a
+row resample is a multinomial draw of the counts and the cost does not grow with the rows. The
+values come from Fairlearn's ``MetricFrame`` and ``fairlearn.metrics`` functions with the counts
+as sample weights; in the resamples, from Fairlearn's weighted shares on each group's cells
+(equal on the unresampled counts, tested), as a ``MetricFrame`` per resample costs ~30 ms.
 """
 
 from __future__ import annotations
