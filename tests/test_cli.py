@@ -48,7 +48,7 @@ def test_run_help_lists_groups_and_options(tmp_path: Path) -> None:
     res = run_cli("run", "--help", cwd=tmp_path)
     assert res.returncode == 0
     for line in (
-        "data: breast_cancer, csv, diabetes, digits, mnist5k",
+        "data: breast_cancer, csv, diabetes, digits, german_credit, mnist5k",
         "model: cnn, mlp, nas, resnet",
         "parallelism: ddp, deepspeed_zero1, deepspeed_zero2, deepspeed_zero3, fsdp, pipeline, single",
         "experiment: ",

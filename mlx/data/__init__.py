@@ -12,6 +12,7 @@ from typing import Any
 from mlx.data.sources import (
     DataConfigError,
     Digits,
+    GermanCredit,
     Loaded,
     LoaderSettings,
     MNIST5k,
@@ -23,6 +24,7 @@ __all__ = [
     "ArrayDataModule",
     "DataConfigError",
     "Digits",
+    "GermanCredit",
     "Loaded",
     "LoaderSettings",
     "MNIST5k",

