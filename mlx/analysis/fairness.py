@@ -532,9 +532,10 @@ def _group_labels(series: pd.Series, bins: int) -> pd.Series:
     series = series.reset_index(drop=True)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if numeric and series.nunique(dropna=True) > MAX_LEVELS:
-        cut = pd.qcut(series.astype("float64"), bins, duplicates="drop")
-        labels = cut.map(lambda b: f"({b.left:g}, {b.right:g}]", na_action="ignore")
-        return labels.astype(object).where(series.notna(), "missing").astype(str)
+        from mlx.analysis.slices import quantile_buckets
+
+        labels, _ = quantile_buckets(series.astype("float64"), bins)
+        return labels.where(series.notna(), "missing").astype(str)
     return series.map(_label).astype(str)
 
 
@@ -549,7 +550,7 @@ def _label(v: Any) -> str:
 def _sort_key(label: Any) -> tuple[int, float, str]:
     """Numbers and buckets in numeric order, then text."""
     text = str(label)
-    head = text[1:].split(",")[0] if text.startswith("(") else text
+    head = text[1:].split(",")[0] if text[:1] in "([" else text
     try:
         return (0, float(head), text)
     except ValueError:

@@ -188,8 +188,8 @@ class Slices:
 
             x = np.asarray(evidence.x, dtype=np.float64).reshape(len(evidence.x), -1)
             intensity = pd.Series(x.mean(axis=1))
-            cut = pd.qcut(intensity, self.intensity_buckets, duplicates="drop")
-            out += _groups("intensity", _interval_labels(cut), order=_order(cut))
+            labels, order = quantile_buckets(intensity, self.intensity_buckets)
+            out += _groups("intensity", labels, order=order)
         return out
 
     def provides(self, info: DataInfo) -> list[str]:
@@ -353,7 +353,7 @@ def _buckets(raw: pd.DataFrame, column: str, spec: int | list[float]) -> pd.Seri
     if values.notna().sum() == 0:
         raise ConfigError(f"analysis.slices.buckets.{column}: '{column}' holds no number.")
     if isinstance(spec, int):
-        cut = pd.qcut(values, spec, duplicates="drop")
+        labels, _ = quantile_buckets(values, spec)
     else:
         cut = pd.cut(values, [-np.inf, *spec, np.inf])
         counts = cut.value_counts()
@@ -364,16 +364,26 @@ def _buckets(raw: pd.DataFrame, column: str, spec: int | list[float]) -> pd.Seri
                 f"of the split ({column} runs from {values.min():g} to {values.max():g}): "
                 "choose boundaries inside the data."
             )
-    labels = _interval_labels(cut)
+        labels = cut.map(lambda b: f"({b.left:g}, {b.right:g}]", na_action="ignore")
+        labels = labels.astype(object)
     return labels.where(values.notna(), "missing")
 
 
-def _interval_labels(cut: pd.Series) -> pd.Series:
-    return cut.map(lambda b: f"({b.left:g}, {b.right:g}]", na_action="ignore").astype(object)
+def quantile_buckets(values: pd.Series, q: int) -> tuple[pd.Series, list[str]]:
+    """Each value's quantile bucket label and the labels in order (missing for a missing value).
 
+    pandas' ``qcut`` widens the first bucket's left edge a little (``(18.999, 27]`` for ages from
+    19); the labels here use the data's real edges instead, the first bucket closed: ``[19, 27]``.
+    """
+    import pandas as pd
 
-def _order(cut: pd.Series) -> list[str]:
-    return [f"({b.left:g}, {b.right:g}]" for b in cut.cat.categories]
+    values = values.reset_index(drop=True)
+    cut, edges = pd.qcut(values, q, duplicates="drop", retbins=True)
+    names = [f"[{edges[0]:g}, {edges[1]:g}]"] + [
+        f"({a:g}, {b:g}]" for a, b in zip(edges[1:-1], edges[2:], strict=True)
+    ]
+    codes = pd.Series(cut.cat.codes, index=values.index)
+    return codes.map(lambda c: names[c] if c >= 0 else None).astype(object), names
 
 
 def _groups(feature: str, labels: pd.Series, order: list[str] | None = None) -> list[Slice]:

@@ -109,6 +109,18 @@ def test_quantile_buckets_are_near_equal(section: dict) -> None:
     assert max(sizes) - min(sizes) < 0.05 * N
 
 
+def test_quantile_bucket_labels_use_the_data_edges() -> None:
+    import pandas as pd
+
+    from mlx.analysis.slices import quantile_buckets
+
+    labels, order = quantile_buckets(pd.Series([19.0, 20, 25, 30, None, 41, 50, 75]), 2)
+    # the youngest age closes the first bucket (pandas' qcut would print 18.944)
+    assert order == ["[19, 30]", "(30, 75]"]
+    assert labels.isna().tolist() == [False] * 4 + [True] + [False] * 3
+    assert labels.dropna().tolist() == ["[19, 30]"] * 4 + ["(30, 75]"] * 3
+
+
 def test_small_slices_are_counted_not_reported(section: dict) -> None:
     assert not any(s["slice"] == "r" for s in section["slices"])
     # race r (10 rows) and its two crosses with sex

@@ -42,6 +42,9 @@ def extra_for(group: str, option: str, table_csv: Path) -> list[str]:
         return [f"data.source.path={table_csv}", "data.source.target=label", "model=mlp"]
     if group == "data" and option in TABULAR:
         return ["model=mlp"]
+    if (group, option) == ("analysis", "fairness"):
+        # a required list of sensitive raw columns, so it needs a table that has them
+        return ["data=german_credit", "model=mlp", "analysis.fairness.sensitive=[sex]"]
     if (group, option) == ("model", "nas"):
         return ["search_space=cell"]
     if group == "search_space" and option in NAS_SPACES:
