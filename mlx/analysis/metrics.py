@@ -13,7 +13,8 @@ called on the at most ``K * K`` distinct pairs with their counts in the resample
 AUC and the calibration error of a resample come from torchmetrics, the log loss from torch's
 negative log-likelihood (scikit-learn's input checks cost more than the metrics); regression
 metrics take all resamples at once as scikit-learn's multi-output columns. Percentile
-intervals; resamples where a metric is undefined (ROC AUC without every class) are dropped.
+intervals (the calibration error's shifted back by its bootstrap bias); resamples where a metric
+is undefined (ROC AUC without every class) are dropped.
 
 Metric keys (``split/<key>`` in the record, the names mlx logs where they exist):
 
@@ -67,6 +68,10 @@ MIN_DEFINED = 0.5
 def metric_names(task: str) -> tuple[str, ...]:
     """The keys :func:`metric_table` returns for ``task``."""
     return CLASSIFICATION if task == "classification" else REGRESSION
+
+
+# metrics whose bootstrap resamples are biased away from the value: their interval is shifted back
+BIASED = frozenset({"ece"})
 
 
 def interval(value: Any, low: Any = None, high: Any = None) -> dict[str, float | None]:
@@ -148,6 +153,12 @@ def _table(
             table[name] = interval(value)
         else:
             low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+            if name in BIASED:
+                # binned calibration error grows on resampled rows (repeated rows fill the bins
+                # unevenly), so the plain percentile interval can lie wholly above the value:
+                # shift it by the bootstrap's estimate of that bias
+                bias = float(np.median(finite)) - float(value)
+                low, high = max(0.0, low - bias), max(0.0, high - bias)
             table[name] = interval(value, low, high)
     return table, undefined
 
