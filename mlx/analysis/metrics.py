@@ -192,6 +192,43 @@ def _pair_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None) ->
     return out
 
 
+def _resample_pair_metrics(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """:func:`_pair_metrics` of many resamples at once: ``y`` and ``pred`` are ``(B, N)``, one
+    resample per row. torchmetrics' per-class precision, recall and F1 of each row
+    (``multidim_average="samplewise"``), averaged as scikit-learn averages them: over the
+    classes that occur in the row's labels or predictions."""
+    import numpy as np
+    import torch
+    from torchmetrics.functional.classification import (
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
+    target, preds = torch.from_numpy(y), torch.from_numpy(pred)
+    kw = {"num_classes": k, "average": "none", "multidim_average": "samplewise"}
+    scores = {
+        "precision": multiclass_precision(preds, target, validate_args=False, **kw).numpy(),
+        "recall": multiclass_recall(preds, target, validate_args=False, **kw).numpy(),
+        "f1": multiclass_f1_score(preds, target, validate_args=False, **kw).numpy(),
+    }
+    rows = np.arange(len(y))[:, None]
+    support = np.zeros((len(y), k))
+    np.add.at(support, (rows, y), 1.0)
+    predicted = np.zeros((len(y), k))
+    np.add.at(predicted, (rows, pred), 1.0)
+    occurs = (support + predicted) > 0
+    present = support > 0
+    out = {
+        "balanced_acc": (scores["recall"] * present).sum(1) / present.sum(1),
+    }
+    total = support.sum(1)
+    for name, per_class in scores.items():
+        out[f"{name}_macro"] = (per_class * occurs).sum(1) / occurs.sum(1)
+        out[f"{name}_weighted"] = (per_class * support).sum(1) / total
+    return out
+
+
 def _score_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
     """The metrics of the probabilities: ROC AUC and log loss (None where undefined)."""
     from sklearn.metrics import log_loss, roc_auc_score
@@ -235,16 +272,17 @@ def _resample_auc(y: np.ndarray, probs: np.ndarray, k: int) -> float | None:
     return float(value)
 
 
-def _resample_loss(y: np.ndarray, probs: np.ndarray) -> float:
-    """Log loss of a resample by torch's negative log-likelihood, with scikit-learn's clipping
-    of the probabilities (its ``log_loss``, without its checks: a third of the loop's time)."""
+def _row_loss(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Each row's log loss by torch's negative log-likelihood, with scikit-learn's clipping of
+    the probabilities: a resample's log loss (scikit-learn's ``log_loss`` on its rows) is the
+    mean of its rows' values."""
     import numpy as np
     import torch
     from torch.nn.functional import nll_loss
 
     eps = np.finfo(probs.dtype).eps
     logp = torch.from_numpy(np.log(np.clip(probs, eps, 1 - eps)))
-    return float(nll_loss(logp, torch.from_numpy(y)))
+    return nll_loss(logp, torch.from_numpy(y), reduction="none").numpy()
 
 
 def _ece(y: np.ndarray, probs: np.ndarray, bins: int) -> float:
@@ -266,8 +304,6 @@ def _ece(y: np.ndarray, probs: np.ndarray, bins: int) -> float:
 def _classification(
     y: np.ndarray, probs: np.ndarray, n_boot: int, rng: Any, bins: int
 ) -> tuple[dict[str, float | None], dict[str, list[float]]]:
-    import numpy as np
-    from sklearn import config_context
     from sklearn.exceptions import UndefinedMetricWarning
 
     n, k = probs.shape
@@ -281,21 +317,22 @@ def _classification(
         values |= _score_metrics(y, probs)
         values["ece"] = _ece(y, probs, bins)
         boots: dict[str, list[float]] = {name: [] for name in CLASSIFICATION}
-        # each row's (true, predicted) pair as one id; the pair metrics see only the pairs
-        pair = y * k + pred
-        pair_y, pair_pred = np.divmod(np.arange(k * k), k)
-        # the point values above checked the inputs: the resamples skip scikit-learn's checks
-        with config_context(skip_parameter_validation=True, assume_finite=True):
-            for _ in range(n_boot):
-                idx = rng.integers(0, n, n)
-                pair_counts = np.bincount(pair[idx], minlength=k * k).astype(np.float64)
-                seen = pair_counts > 0
-                draw = _pair_metrics(pair_y[seen], pair_pred[seen], pair_counts[seen])
-                draw["roc_auc"] = _resample_auc(y[idx], probs[idx], k)
-                draw["loss"] = _resample_loss(y[idx], probs[idx])
-                draw["ece"] = _ece(y[idx], probs[idx], bins)
-                for name, value in draw.items():
-                    boots[name].append(math.nan if value is None else float(value))
+        row_loss = _row_loss(y, probs)
+        # resamples in chunks of at most 2M drawn rows: the pair metrics and the loss of a
+        # chunk in one call each, ROC AUC and the calibration error one resample at a time
+        chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
+        done = 0
+        while done < n_boot:
+            size = min(chunk, n_boot - done)
+            idx = rng.integers(0, n, (size, n))
+            for name, column in _resample_pair_metrics(y[idx], pred[idx], k).items():
+                boots[name].extend(column.tolist())
+            boots["loss"].extend(row_loss[idx].mean(axis=1).tolist())
+            for rows in idx:
+                auc = _resample_auc(y[rows], probs[rows], k)
+                boots["roc_auc"].append(math.nan if auc is None else auc)
+                boots["ece"].append(_ece(y[rows], probs[rows], bins))
+            done += size
     return values, boots
 
 

@@ -157,6 +157,7 @@ def test_weighted_resamples_equal_the_metrics_on_resampled_rows() -> None:
     rng = np.random.default_rng(11)
     draws: dict[str, list[float]] = {
         "balanced_acc": [],
+        "precision_macro": [],
         "f1_weighted": [],
         "loss": [],
         "roc_auc": [],
@@ -165,13 +166,16 @@ def test_weighted_resamples_equal_the_metrics_on_resampled_rows() -> None:
         idx = rng.integers(0, 120, 120)
         yb, pb = y[idx], probs[idx]
         draws["balanced_acc"].append(skm.balanced_accuracy_score(yb, pb.argmax(1)))
+        draws["precision_macro"].append(
+            skm.precision_score(yb, pb.argmax(1), average="macro", zero_division=0)
+        )
         draws["f1_weighted"].append(skm.f1_score(yb, pb.argmax(1), average="weighted"))
         draws["loss"].append(skm.log_loss(yb, pb, labels=[0, 1, 2]))
         draws["roc_auc"].append(skm.roc_auc_score(yb, pb, multi_class="ovr"))
     for name, values in draws.items():
         low, high = np.quantile(values, [0.025, 0.975])
-        # torchmetrics computes the resamples' ROC AUC in float32
-        tolerance = 1e-6 if name == "roc_auc" else 1e-12
+        # torchmetrics computes the resamples' ROC AUC and per-class scores in float32
+        tolerance = 1e-12 if name == "loss" else 1e-6
         assert table[name]["low"] == pytest.approx(low, abs=tolerance), name
         assert table[name]["high"] == pytest.approx(high, abs=tolerance), name
 
@@ -223,3 +227,24 @@ def test_run_writes_the_section_csv_and_figures(tmp_path) -> None:
 def test_out_of_range_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="confidence"):
         Metrics(confidence=1.5)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_batched_pair_metrics_average_over_the_classes_that_occur() -> None:
+    # class 2 predicted but never true, class 3 neither: scikit-learn's macro averages count the
+    # first and skip the second; balanced accuracy counts only classes present in y
+    from mlx.analysis.metrics import _resample_pair_metrics
+
+    y = np.array([[0, 0, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    pred = np.array([[0, 2, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    batch = _resample_pair_metrics(y, pred, 4)
+    for i in range(2):
+        expected = {
+            "balanced_acc": skm.balanced_accuracy_score(y[i], pred[i]),
+            "precision_macro": skm.precision_score(y[i], pred[i], average="macro", zero_division=0),
+            "recall_macro": skm.recall_score(y[i], pred[i], average="macro", zero_division=0),
+            "f1_macro": skm.f1_score(y[i], pred[i], average="macro", zero_division=0),
+            "f1_weighted": skm.f1_score(y[i], pred[i], average="weighted", zero_division=0),
+        }
+        for name, value in expected.items():
+            assert batch[name][i] == pytest.approx(value, abs=1e-6), (i, name)
