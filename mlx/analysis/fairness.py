@@ -2,7 +2,7 @@
 
 For each sensitive raw column (and, when several are given, their intersection) the rows of the
 split are grouped by the column's value; a numeric column with more than ``MAX_LEVELS`` distinct
-values is cut into ``bins`` quantile buckets of the analysed split (``(19, 27]``...), missing
+values is cut into ``bins`` quantile buckets of the analysed split (``[19, 27]``...), missing
 values form the group ``missing``. Groups smaller than ``min_size`` are counted, not reported,
 and left out of the gaps (a handful of rows would decide the largest difference by chance).
 
@@ -83,7 +83,7 @@ class Fairness:
 
     Args:
         sensitive: raw columns whose groups are compared (``[sex, age]``); with two or more,
-            their intersection too (``female & (19, 27]``).
+            their intersection too (``female & [19, 27]``).
         positive: the favourable class (classification), e.g. ``good``; None takes the last
             class (the second of a binary task: ``1``, ``yes``, ``good`` in sorted order).
             Multi-class tasks are analysed one-vs-rest for this class.
