@@ -428,9 +428,12 @@ class SklearnTabular:
         import numpy as np
         from sklearn import datasets
 
-        bunch = getattr(datasets, f"load_{self.name}")(as_frame=True)
         if self.name == "diabetes":
+            # the raw columns (age in years, sex 1 or 2, ...), not scikit-learn's pre-scaled
+            # copy: slices and fairness name real values, and the data module standardises
+            bunch = datasets.load_diabetes(as_frame=True, scaled=False)
             return Loaded(bunch.data, bunch.target.to_numpy(np.float32), "regression", None, [])
+        bunch = getattr(datasets, f"load_{self.name}")(as_frame=True)
         return Loaded(
             features=bunch.data,
             target=bunch.target.to_numpy(np.int64),

@@ -60,6 +60,9 @@ def test_breast_cancer() -> None:
 
 def test_diabetes_is_regression() -> None:
     data = SklearnTabular("diabetes")()
+    # the raw columns, which slices and fairness name: ages in years, sex 1 or 2
+    assert data.features["age"].between(19, 79).all()
+    assert sorted(data.features["sex"].unique()) == [1, 2]
     assert data.features.shape == (442, 10)
     assert data.task == "regression" and data.class_names is None
     assert data.target.dtype == np.float32
