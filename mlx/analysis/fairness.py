@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mlx.analysis.evidence import DataInfo, Evidence
+from mlx.analysis.slices import quantile_buckets, sort_key, value_label
 from mlx.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class Fairness:
         from mlx.analysis.metrics import interval
 
         sizes = cells.value_counts()
-        kept = sorted((g for g, n in sizes.items() if n >= self.min_size), key=_sort_key)
+        kept = sorted((g for g, n in sizes.items() if n >= self.min_size), key=sort_key)
         small = {str(g): int(n) for g, n in sizes.items() if n < self.min_size}
         entry: dict[str, Any] = {
             "columns": columns,
@@ -532,29 +533,9 @@ def _group_labels(series: pd.Series, bins: int) -> pd.Series:
     series = series.reset_index(drop=True)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if numeric and series.nunique(dropna=True) > MAX_LEVELS:
-        from mlx.analysis.slices import quantile_buckets
-
         labels, _ = quantile_buckets(series.astype("float64"), bins)
         return labels.where(series.notna(), "missing").astype(str)
-    return series.map(_label).astype(str)
-
-
-def _label(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "missing"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _sort_key(label: Any) -> tuple[int, float, str]:
-    """Numbers and buckets in numeric order, then text."""
-    text = str(label)
-    head = text[1:].split(",")[0] if text[:1] in "([" else text
-    try:
-        return (0, float(head), text)
-    except ValueError:
-        return (1, 0.0, text)
+    return series.map(value_label).astype(str)
 
 
 # -- outputs -----------------------------------------------------------------------------------

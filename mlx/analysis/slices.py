@@ -331,14 +331,13 @@ def _values(raw: pd.DataFrame, column: str, key: str) -> pd.Series:
             f"slice by value (at most {MAX_VALUES}): bucket it with "
             f"analysis.slices.buckets={{{column}:4}}."
         )
-    return series.map(lambda v: "missing" if _missing(v) else _label(v))
+    return series.map(value_label)
 
 
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _label(v: Any) -> str:
+def value_label(v: Any) -> str:
+    """A raw value as a group label: ``missing`` for None or NaN, ``3`` for 3.0."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "missing"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
@@ -393,20 +392,17 @@ def _groups(feature: str, labels: pd.Series, order: list[str] | None = None) -> 
     values = labels.to_numpy()
     present = set(labels.dropna().unique())
     if order is None:
-        order = sorted(present, key=_sort_key)
+        order = sorted(present, key=sort_key)
     return [Slice(feature, str(v), np.asarray(values == v)) for v in order if v in present]
 
 
-def _sort_key(label: Any) -> tuple[int, float, str]:
+def sort_key(label: Any) -> tuple[int, float, str]:
+    """Numbers and buckets (``[19, 27]``, ``(27, 32]``) in numeric order, then text."""
     text = str(label)
+    head = text[1:].split(",")[0] if text.startswith(("(", "[")) else text
     try:
-        return (0, float(text), text)
+        return (0, float(head), text)
     except ValueError:
-        if text.startswith("("):
-            try:
-                return (0, float(text[1:].split(",")[0]), text)
-            except ValueError:
-                pass
         return (1, 0.0, text)
 
 

@@ -106,6 +106,11 @@ def test_the_planted_weak_slice_ranks_first_and_is_significant(section: dict) ->
 def test_quantile_buckets_are_near_equal(section: dict) -> None:
     sizes = [s["size"] for s in section["slices"] if s["feature"] == "age"]
     assert len(sizes) == 4 and sum(sizes) == N
+    # in age order, the closed first bucket first
+    ages = [s["slice"] for s in section["slices"] if s["feature"] == "age"]
+    assert ages[0].startswith("[") and all(a.startswith("(") for a in ages[1:])
+    lows = [float(a[1:].split(",")[0]) for a in ages]
+    assert lows == sorted(lows)
     assert max(sizes) - min(sizes) < 0.05 * N
 
 
