@@ -38,6 +38,17 @@ class Evidence:
         train: the encoded training split ``(x, y)``, for analyses that fit models of their
             own on the run's training data (baselines), else None.
         train_raw: the raw columns of the training split (tabular), else None.
+        val: the encoded validation split ``(x, y)``, which the model never trained on (the
+            data a model thief may query), else None.
+        fit: ``fit(x, y, epochs=None) -> net`` trains a fresh network of the run's model config
+            on the encoded rows ``(x, y)`` with the run's optimizer, learning rate and epochs
+            (``epochs`` overrides them) through Lightning, and returns it in eval mode; for
+            analyses that train models of their own (a backdoored twin). None when the run
+            cannot build one.
+        build: ``build() -> net``: a fresh, untrained network of the run's model config (a
+            model thief's network), else None.
+        numeric: which encoded columns are numeric (tabular: True for a standardised or raw
+            number, False for a one-hot column), else None (images: every value is numeric).
     """
 
     task: str
@@ -52,6 +63,10 @@ class Evidence:
     seed: int = 0
     train: tuple[np.ndarray, np.ndarray] | None = None
     train_raw: pd.DataFrame | None = None
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    fit: Callable[..., Any] | None = None
+    build: Callable[[], Any] | None = None
+    numeric: list[bool] | None = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -72,6 +87,10 @@ class DataInfo:
         class_names: the classes (classification), else None.
         input_shape: one example's shape as the network takes it (``[C, H, W]`` or ``[F]``).
         gradients: whether the model has gradients (False for an ONNX graph).
+        value_range: the smallest and largest value of the encoded training inputs (what an
+            attack's perturbation size is measured against), or None when unknown.
+        split_sizes: examples in each split (``train``, ``val``, ``test``), or None.
+        numeric: which encoded columns are numeric (tabular), else None (images).
     """
 
     task: str
@@ -81,6 +100,9 @@ class DataInfo:
     class_names: list[str] | None
     input_shape: list[int]
     gradients: bool = True
+    value_range: tuple[float, float] | None = None
+    split_sizes: dict[str, int] | None = None
+    numeric: list[bool] | None = None
 
 
 class Analysis(Protocol):

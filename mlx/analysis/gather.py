@@ -21,6 +21,7 @@ def data_info(dm: Any, net: Any) -> DataInfo:
     """What the analyses' checks need, from a set-up data module and the network."""
     data = dm._data()
     raw = raw_columns(dm)
+    train_x = dm.datasets["train"].tensors[0]
     return DataInfo(
         task=dm.task,
         columns=list(raw) if raw is not None else None,
@@ -29,7 +30,54 @@ def data_info(dm: Any, net: Any) -> DataInfo:
         class_names=list(dm.class_names) if dm.class_names else None,
         input_shape=list(dm.input_shape),
         gradients=has_gradients(net),
+        value_range=(float(train_x.min()), float(train_x.max())),
+        split_sizes={split: len(rows) for split, rows in dm.indices.items()},
+        numeric=numeric_columns(dm),
     )
+
+
+def numeric_columns(dm: Any) -> list[bool] | None:
+    """Which encoded columns are numeric (tabular data: False for one-hot columns), or None
+    for images."""
+    if dm.preprocessor is None:
+        return None
+    return [name.startswith("numeric__") for name in dm.preprocessor.get_feature_names_out()]
+
+
+def refitter(model: Any, dm: Any, build: Any, epochs: int, seed: int) -> Any:
+    """``fit(x, y, epochs=None) -> net``: a fresh network from ``build(input_shape=...,
+    num_outputs=...)`` (the run's model config) trained on the encoded rows ``(x, y)`` with the
+    run's LitModel's optimizer, learning rate and scheduler, ``epochs`` epochs unless told
+    otherwise, seeded by ``seed``; returned in eval mode."""
+
+    def fit(x: np.ndarray, y: np.ndarray, epochs: int | None = None) -> Any:
+        import torch
+        import torch.nn.functional as F
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from mlx.compression.pipeline import train_net
+
+        torch.manual_seed(seed)
+        net = build(input_shape=tuple(dm.input_shape), num_outputs=int(dm.num_outputs))
+        target = torch.as_tensor(np.asarray(y))
+        rows = TensorDataset(torch.as_tensor(np.asarray(x, dtype=np.float32)), target)
+        loader = DataLoader(
+            rows,
+            batch_size=dm.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+        def loss(n: Any, xb: Any, yb: Any) -> Any:
+            if dm.task == "classification":
+                return F.cross_entropy(n(xb), yb)
+            return F.mse_loss(n(xb).squeeze(-1), yb)
+
+        train_net(net, model, loader, fit_epochs if epochs is None else epochs, loss)
+        return net.eval()
+
+    fit_epochs = int(epochs)
+    return fit
 
 
 def raw_columns(dm: Any) -> Any:
@@ -70,10 +118,15 @@ def predictor(net: Any, task: str) -> Any:
     return predict
 
 
-def gather(net: Any, dm: Any, split: str = "test", seed: int = 0) -> Evidence:
-    """``net``'s evidence on ``split`` of the data module ``dm`` (set up)."""
+def gather(
+    net: Any, dm: Any, split: str = "test", seed: int = 0, fit: Any = None, build: Any = None
+) -> Evidence:
+    """``net``'s evidence on ``split`` of the data module ``dm`` (set up); ``fit`` trains fresh
+    networks for the analyses that need them (see :func:`refitter`) and ``build`` makes an
+    untrained one."""
     x, y = (t.numpy() for t in dm.datasets[split].tensors)
     train_x, train_y = (t.numpy() for t in dm.datasets["train"].tensors)
+    val_x, val_y = (t.numpy() for t in dm.datasets["val"].tensors)
     predict = predictor(net, dm.task)
     raw = raw_columns(dm)
     rows = dm.indices
@@ -90,4 +143,8 @@ def gather(net: Any, dm: Any, split: str = "test", seed: int = 0) -> Evidence:
         seed=seed,
         train=(train_x, train_y),
         train_raw=raw.iloc[rows["train"]].reset_index(drop=True) if raw is not None else None,
+        val=(val_x, val_y),
+        fit=fit,
+        build=build,
+        numeric=numeric_columns(dm),
     )

@@ -164,12 +164,17 @@ def _table(
 
 
 def _wilson(y: np.ndarray, outputs: np.ndarray, confidence: float) -> dict[str, float | None]:
-    from scipy.stats import binomtest
-    from sklearn.metrics import accuracy_score
+    return proportion(int((outputs.argmax(axis=1) == y).sum()), len(y), confidence)
 
-    correct = int((outputs.argmax(axis=1) == y).sum())
-    ci = binomtest(correct, len(y)).proportion_ci(confidence_level=confidence, method="wilson")
-    return interval(accuracy_score(y, outputs.argmax(axis=1)), ci.low, ci.high)
+
+def proportion(hits: int, n: int, confidence: float = 0.95) -> dict[str, float | None]:
+    """A share ``hits / n`` with its Wilson score interval (None values when ``n`` is 0)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return interval(None)
+    ci = binomtest(int(hits), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return interval(hits / n, ci.low, ci.high)
 
 
 def _pair_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None) -> dict[str, float]:

@@ -170,6 +170,26 @@ class AnalyseStage:
                 log.error("analysis %s of the baseline failed: %s", analysis.name, e)
         return {"metrics": metrics, "analysis": sections}
 
+    def _refitter(self, state: RunState) -> tuple[Any, Any]:
+        """``(fit, build)``: trains, and builds untrained, fresh networks of the run's model
+        config for the analyses that need them; ``(None, None)`` when the config has none."""
+        from hydra.utils import instantiate
+
+        from mlx.analysis.gather import refitter
+
+        net = self.cfg.model.get("net")
+        if net is None or not hasattr(state.model, "make_optimizer"):
+            return None, None
+        make = instantiate(net)
+        dm = state.datamodule
+        epochs = int(self.cfg.trainer.get("max_epochs") or 1)
+        fit = refitter(state.model, dm, make, epochs, int(self.cfg.seed))
+
+        def build() -> Any:
+            return make(input_shape=tuple(dm.input_shape), num_outputs=int(dm.num_outputs))
+
+        return fit, build
+
     def _keys(self, state: RunState, info: Any) -> set[str]:
         """What the run will compute: its metrics and each analysis' keys."""
         from mlx.engine.stage import TESTING
@@ -211,8 +231,9 @@ class AnalyseStage:
         seconds: dict[str, float] = {}  # each analysis' wall time
         nets = self.networks(state)
         seed = int(self.cfg.seed)
+        fit, build = self._refitter(state)
         for label, net in nets:
-            evidence = gather(net, state.datamodule, "test", seed)
+            evidence = gather(net, state.datamodule, "test", seed, fit, build)
             own: dict[str, Any] = {}
             for analysis in self.analyses:
                 where = f"{label}/{analysis.name}" if len(nets) > 1 else analysis.name

@@ -68,6 +68,8 @@ class Tools:
             loss, ``loss_fn(net, x, y) -> loss`` (distillation).
         rebuild: ``rebuild(input_shape)`` builds a fresh, untrained network of the run's model
             config for another input shape (PCA).
+        test_split: ``test_split()`` -> the test split's ``(x, y)`` tensors, for stages that
+            measure more than the task's metrics on it (hardening's robust accuracy).
     """
 
     input_shape: tuple[int, ...]
@@ -84,6 +86,7 @@ class Tools:
         Callable[[nn.Module, int, Callable[[nn.Module, Tensor, Tensor], Tensor]], nn.Module] | None
     ) = None
     rebuild: Callable[[tuple[int, ...]], nn.Module] | None = None
+    test_split: Callable[[], tuple[Tensor, Tensor]] | None = None
 
 
 class Stage(Protocol):

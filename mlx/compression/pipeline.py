@@ -124,6 +124,54 @@ def stage_scheduler(make: Callable[..., Any], opt: Any, epochs: int | None) -> d
     return {"scheduler": make(opt, **horizon), "interval": "epoch"}
 
 
+def train_net(
+    net: nn.Module,
+    model: Any,
+    loader: Any,
+    epochs: int,
+    loss_fn: Callable[..., Tensor],
+    lr_scale: float = 1.0,
+    *,
+    progress_bar: bool = False,
+) -> nn.Module:
+    """Trains ``net`` in place for ``epochs`` on ``loader``'s batches with ``loss_fn(net, x, y)``
+    and the run's optimizer, learning rate (times ``lr_scale``) and scheduler (taken from the
+    run's LitModel ``model``), through a Lightning Trainer on CPU without checkpoints or logger.
+    ``epochs <= 0`` returns ``net`` untouched."""
+    if epochs <= 0:
+        return net
+    import pytorch_lightning as pl
+
+    module = fit_module(
+        net,
+        loss_fn,
+        model.make_optimizer,
+        model.lr * lr_scale,
+        model.weight_decay,
+        make_scheduler=getattr(model, "make_scheduler", None),
+        epochs=epochs,
+    )
+    callbacks = []
+    if progress_bar:
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=False, refresh_rate=5))
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress_bar,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return net
+
+
 def make_tools(
     model: Any,
     dm: Any,
@@ -146,38 +194,9 @@ def make_tools(
     def fit(
         net: nn.Module, epochs: int, loss_fn: Callable[..., Tensor], lr_scale: float = 1.0
     ) -> nn.Module:
-        if epochs <= 0:
-            return net
-        import pytorch_lightning as pl
-
-        module = fit_module(
-            net,
-            loss_fn,
-            model.make_optimizer,
-            model.lr * lr_scale,
-            model.weight_decay,
-            make_scheduler=getattr(model, "make_scheduler", None),
-            epochs=epochs,
+        return train_net(
+            net, model, dm.train_dataloader(), epochs, loss_fn, lr_scale, progress_bar=progress_bar
         )
-        callbacks = []
-        if progress_bar:
-            from pytorch_lightning.callbacks import RichProgressBar
-
-            callbacks.append(RichProgressBar(leave=False, refresh_rate=5))
-        trainer = pl.Trainer(
-            max_epochs=epochs,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress_bar,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            callbacks=callbacks,
-        )
-        trainer.fit(module, train_dataloaders=dm.train_dataloader())
-        return net
 
     def fine_tune(net: nn.Module, epochs: int, lr_scale: float = 1.0) -> nn.Module:
         return fit(net, epochs, lambda n, x, y: task_loss(n(x), y), lr_scale)
@@ -195,6 +214,7 @@ def make_tools(
         early_state=early_state,
         fit=fit,
         rebuild=rebuild,
+        test_split=lambda: tuple(dm.datasets["test"].tensors),
     )
 
 

@@ -39,7 +39,7 @@ class CompressStage:
     def check(cls, cfg: DictConfig, command: str) -> None:
         if command == "compress" and not cfg.get("compression"):
             raise ConfigError(
-                "mlx compress needs at least one stage: compression=prune or compression=[distill,prune] (options: distill, lottery, pca, prune, quantize)."
+                "mlx compress needs at least one stage: compression=prune or compression=[distill,prune] (options: distill, harden, lottery, pca, prune, quantize)."
             )
 
     @classmethod
