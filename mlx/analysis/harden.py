@@ -50,7 +50,7 @@ class Harden:
         self,
         eps: Annotated[float, Gt(0)] = 0.1,
         steps: Annotated[int, Ge(1)] = 7,
-        epochs: Annotated[int, Ge(1)] = 10,
+        epochs: Annotated[int, Ge(1)] = 3,
         adversarial_weight: Annotated[float, Interval(gt=0, le=1)] = 1.0,
         lr_scale: Annotated[float, Gt(0)] = 1.0,
         from_scratch: bool = False,

@@ -229,3 +229,14 @@ def test_hardening_after_quantize_is_refused_before_training(tmp_path: Path) -> 
     with pytest.raises(MlxError, match="harden after quantize"):
         mlx_run.run(cfg)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_white_box_attacks_on_a_final_int8_model_are_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    cfg = compose_cfg(
+        [*QUIET, "tracking=none", "compression=[quantize]", "analysis=[robustness]"], tmp_path
+    )
+    with pytest.raises(ConfigError, match=r"fgsm, pgd, cw need the model's gradients.*square"):
+        mlx_run.run(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))
