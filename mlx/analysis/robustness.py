@@ -154,6 +154,11 @@ class Robustness:
                     "only query its outputs: analysis.robustness.attacks=[square,hopskipjump] "
                     "(square: L-infinity budgets, hopskipjump: minimal L2)."
                 )
+        if len(info.input_shape) == 1 and "square" in self.attacks:
+            raise ConfigError(
+                f"{where}: square perturbs square patches of an image, and this data is a table; "
+                "use hopskipjump (black-box) or fgsm and pgd (white-box) on tables."
+            )
         if info.numeric is not None:
             if not any(info.numeric):
                 raise ConfigError(
@@ -230,30 +235,41 @@ class Robustness:
             section["fixed_columns"] = int((mask == 0).sum())
         rows_csv: list[dict[str, Any]] = []
         shown: tuple[str, float, np.ndarray] | None = None
+        failed: dict[str, str] = {}
         for attack in self.attacks:
             clf = white if attack in WHITE_BOX else black
+            try:
+                if attack in LINF:
+                    entry, adv = self._budgeted(attack, clf, evidence, x, y, correct, clip, mask)
+                else:
+                    entry, adv = self._minimal(attack, clf, evidence, x, y, correct, mask)
+            except Exception as e:  # one attack's failure keeps the others' results
+                failed[attack] = f"{type(e).__name__}: {e}"
+                log.error("robustness: %s failed: %s", attack, failed[attack])
+                continue
             if attack in LINF:
-                entry, adv = self._budgeted(attack, clf, evidence, x, y, correct, clip, mask)
-                last = self.eps[-1]
                 if adv is not None and (shown is None or shown[0] == "fgsm"):
-                    shown = (attack, last, adv)
+                    shown = (attack, self.eps[-1], adv)
                 for e in self.eps:
-                    point = entry[budget_key("eps", e)]
-                    rows_csv.append(_csv_row(attack, "linf", e, point))
+                    rows_csv.append(_csv_row(attack, "linf", e, entry[budget_key("eps", e)]))
             else:
-                entry, adv = self._minimal(attack, clf, evidence, x, y, correct, mask)
                 if shown is None:
                     shown = (attack, float("nan"), adv)
                 for r in self.radii:
                     rows_csv.append(_csv_row(attack, "l2", r, entry[budget_key("radius", r)]))
             section[attack] = entry
+        if failed:
+            section["failed"] = failed
+        done = [a for a in self.attacks if a in section]
+        if not done:
+            raise RuntimeError(f"every attack failed: {failed}")
         _write_csv(folder / "robustness.csv", rows_csv)
         section["figures"] = {
             "robustness_curve.svg": "Robust accuracy against the attack's budget (L-infinity "
             "epsilon; L2 radius for the minimal attacks), with 95% Wilson bands; the dotted line "
             "is the clean accuracy."
         }
-        _curve_figure(section, self.attacks, self.eps, self.radii, folder / "robustness_curve.svg")
+        _curve_figure(section, done, self.eps, self.radii, folder / "robustness_curve.svg")
         if x.ndim == 4 and self.examples and shown is not None:
             _example_figure(
                 evidence, x, y, shown, self.examples, folder / "adversarial_examples.svg"

@@ -141,6 +141,8 @@ def test_a_table_keeps_its_one_hot_columns_and_its_column_ranges(tmp_path: Path)
     analysis.check(info)
     with pytest.raises(ConfigError, match="one-hot columns of this table"):
         Robustness(attacks=["cw"]).check(info)
+    with pytest.raises(ConfigError, match="square perturbs square patches of an image"):
+        Robustness(attacks=["square"]).check(info)
     low, high = clip_range(x)  # the training rows' and the attacked rows' range
     clf = classifier(ev, clip=(low, high))
     adv = analysis._attack("pgd", clf, 0.5).generate(
@@ -240,3 +242,42 @@ def test_white_box_attacks_on_a_final_int8_model_are_refused_before_training(
     with pytest.raises(ConfigError, match=r"fgsm, pgd, cw need the model's gradients.*square"):
         mlx_run.run(cfg)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_failing_attack_keeps_the_other_attacks_results(
+    digits: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("the attack ran out of memory")
+
+    monkeypatch.setattr(Robustness, "_minimal", broken)
+    ev = _evidence(digits["net"], digits["x"], digits["y"], digits["train"])
+    section = Robustness(attacks=["cw", "fgsm"], eps=[0, 0.1], samples=50).run(ev, tmp_path)
+    assert section["failed"] == {"cw": "RuntimeError: the attack ran out of memory"}
+    assert "cw" not in section
+    assert section["fgsm"]["eps_0.1"]["robust_acc"]["value"] is not None
+    assert (tmp_path / "robustness_curve.svg").is_file()
+
+
+def test_a_table_run_attacks_only_its_numeric_columns(tmp_path: Path) -> None:
+    overrides = [
+        *QUIET,
+        "tracking=none",
+        "data=german_credit",
+        "model=mlp",
+        "analysis=[robustness]",
+        "analysis.robustness.attacks=[fgsm,pgd,hopskipjump]",
+        "analysis.robustness.eps=[0,0.5,1.0]",
+        "analysis.robustness.samples=60",
+        "analysis.robustness.hsj_steps=2",
+        "analysis.robustness.hsj_evals=50",
+    ]
+    mlx_run.run(compose_cfg(overrides, tmp_path))
+    (run,) = (p.parent for p in tmp_path.rglob("metrics.json"))
+    section = json.loads((run / "metrics.json").read_text())["analysis"]["robustness"]
+    assert "failed" not in section
+    assert section["fixed_columns"] > 0  # the one-hot columns of the categorical features
+    assert section["clip"] == "per column: the training split's minimum and maximum"
+    pgd = [section["pgd"][f"eps_{e:g}"]["robust_acc"]["value"] for e in (0, 0.5, 1.0)]
+    assert pgd[0] >= pgd[1] >= pgd[2] and pgd[2] < pgd[0]
+    assert section["hopskipjump"]["success_rate"]["value"] > 0
