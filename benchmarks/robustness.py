@@ -245,6 +245,90 @@ def poisoning_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+QUERIES = [250, 500, 1000, 2000]
+
+
+def privacy(tmp: Path) -> dict[str, Any]:
+    overrides = [
+        *LEAN,
+        "data.val_fraction=0.45",
+        "analysis=[privacy]",
+        f"analysis.privacy.queries=[{','.join(str(q) for q in QUERIES)}]",
+    ]
+    record = mlx_run(overrides, tmp / "privacy")
+    return {
+        "overrides": overrides,
+        "wall": record["_wall"],
+        "train": record["stages"]["train"],
+        "sizes": record["data"]["split_sizes"],
+        "section": record["analysis"].get("privacy", {}),
+        "seconds": record.get("analysis_seconds", {}),
+        "failed": record.get("analysis_failed", {}),
+    }
+
+
+def privacy_lines(p: dict[str, Any]) -> list[str]:
+    s, sizes = p["section"], p["sizes"]
+    lines = [
+        "## 3. Privacy: extraction and membership inference",
+        "",
+        f"`mlx run {' '.join(p['overrides'])}` ({p['wall'] / 60:.1f} min; the victim trains on "
+        f"{sizes['train']:,} images, the thief may query the {sizes['val']:,} validation images "
+        f"it never trained on, fidelity and accuracy are read on the {sizes['test']:,} test "
+        "images). Target: CopycatCNN fidelity >= 0.90 within 2,000 queries.",
+        "",
+    ]
+    if p["failed"] or "extraction" not in s:
+        return [*lines, f"Failed: {p['failed'] or s.get('failed')}", ""]
+    ext = s["extraction"]
+    lines += [
+        f"Victim test accuracy {_share(ext['victim_acc'])}.",
+        "",
+        "| thief | queries | fidelity | thief accuracy | s / 1,000 queries |",
+        "|---|---:|---|---|---:|",
+    ]
+    for thief in ("copycat", "knockoff"):
+        for q in QUERIES:
+            e = ext.get(thief, {}).get(f"queries_{q}")
+            if e:
+                lines.append(
+                    f"| {thief} | {q:,} | {_share(e['fidelity'])} | {_share(e['acc'])} | "
+                    f"{e['seconds_per_1000']:.1f} |"
+                )
+    best = ext.get("copycat", {}).get(f"queries_{QUERIES[-1]}", {}).get("fidelity", {})
+    first = next(
+        (q for q in QUERIES if ext["copycat"][f"queries_{q}"]["fidelity"]["value"] >= 0.9), None
+    )
+    lines += [
+        "",
+        f"CopycatCNN: fidelity {best.get('value', float('nan')):.3f} at {QUERIES[-1]:,} queries "
+        f"(target >= 0.90: {'met' if best.get('value', 0) >= 0.9 else 'missed'}"
+        + (f"; first reached at {first:,} queries)." if first else ")."),
+        "",
+    ]
+    m = s.get("membership")
+    if m:
+        lines += [
+            "| membership attack | advantage (TPR - FPR) | AUC |",
+            "|---|---|---|",
+            f"| rule-based (member iff correct) | {_share(m['rule']['advantage'])} | - |",
+            f"| learned ({m['learned'].get('input', 'loss')}) | "
+            f"{_share(m['learned']['advantage'])} | {_share(m['learned']['auc'])} |",
+            "",
+            f"Generalisation gap (train - test): accuracy {_share(m['gap']['acc'])}, loss "
+            f"{_share(m['gap']['loss'])}.",
+            "",
+        ]
+    if "inversion" in s:
+        inv = s["inversion"]
+        lines.append(
+            f"MIFace: {_share(inv['recognised'])} of the classes' reconstructions recognised "
+            f"(nearest to their own class's mean image), {inv['seconds']:.1f} s for all classes."
+        )
+    lines.append(f"Analysis seconds: {p['seconds']}.")
+    return lines
+
+
 def commit() -> str:
     try:
         return subprocess.run(
@@ -258,12 +342,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parts = ["hardening", "poisoning"]
+    parts = ["hardening", "poisoning", "privacy"]
     parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--quick", action="store_true", help="digits, 2 epochs: tries the script")
     args = parser.parse_args()
     if args.quick:
         QUICK.extend(["data=digits", "trainer.max_epochs=2"])
+        QUERIES[:] = [25, 100, 250]
     t0 = time.perf_counter()
     body: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mlx-robustness-bench-") as tmp:
@@ -275,6 +360,10 @@ def main() -> None:
             p = poisoning(Path(tmp))
             print(json.dumps([{k: v for k, v in r.items() if k != "section"} for r in p]))
             body += poisoning_lines(p) + [""]
+        if "privacy" in args.parts:
+            q = privacy(Path(tmp))
+            print(json.dumps({k: v for k, v in q.items() if k != "section"}))
+            body += privacy_lines(q) + [""]
     minutes = (time.perf_counter() - t0) / 60
     head = [
         "# Robustness and privacy under attack (ART) on MNIST 5k",
