@@ -96,7 +96,7 @@ def hardening(tmp: Path) -> dict[str, Any]:
 
 def _acc(entry: dict[str, Any]) -> str:
     value = entry["robust_acc"]
-    return f"{value['value']:.3f} ({value['low']:.3f}-{value['high']:.3f})"
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
 
 
 def hardening_lines(h: dict[str, Any]) -> list[str]:
@@ -125,7 +125,7 @@ def hardening_lines(h: dict[str, Any]) -> list[str]:
         f"{d.get('robust_acc_before', float('nan')):.3f} | "
         f"{d.get('robust_acc_after', float('nan')):.3f} | | gain {d.get('robust_gain', 0):+.3f} |",
         "",
-        "Robust accuracy (95% Wilson interval) by attack and budget; natural -> hardened:",
+        "Robust accuracy [95% Wilson interval] by attack and budget; natural -> hardened:",
         "",
         "| attack | budget | natural | hardened |",
         "|---|---|---|---|",
@@ -191,7 +191,7 @@ def poisoning(tmp: Path) -> list[dict[str, Any]]:
 
 
 def _share(value: dict[str, Any]) -> str:
-    return f"{value['value']:.3f} ({value['low']:.3f}-{value['high']:.3f})"
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
 
 
 def poisoning_lines(results: list[dict[str, Any]]) -> list[str]:
