@@ -95,8 +95,7 @@ def hardening(tmp: Path) -> dict[str, Any]:
 
 
 def _acc(entry: dict[str, Any]) -> str:
-    value = entry["robust_acc"]
-    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+    return _share(entry["robust_acc"])
 
 
 def hardening_lines(h: dict[str, Any]) -> list[str]:
