@@ -484,6 +484,20 @@ def write_csv(path: Path, table: dict[str, dict[str, float | None]]) -> None:
             writer.writerow([name, *("" if row[k] is None else row[k] for k in row)])
 
 
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of plain values as a CSV with a header (the first row's keys), written whole."""
+    import csv
+    import io
+
+    from mlx.record import write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
 def _confusion_figure(matrix: np.ndarray, names: list[str], path: Path) -> None:
     plt = _plt()
     k = len(names)

@@ -32,8 +32,6 @@ of the validation gate, e.g. ``privacy.membership.learned.auc.high <= 0.6``.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import time
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from annotated_types import Ge, Interval
 
 from mlx.analysis.evidence import DataInfo, Evidence
-from mlx.analysis.metrics import interval, proportion
+from mlx.analysis.metrics import interval, proportion, write_rows
 from mlx.errors import ConfigError
 from mlx.figures import pyplot as _plt
 from mlx.figures import save_svg as _save
@@ -413,7 +411,7 @@ class Privacy:
             "train": {"acc": float(right_train.mean()), "loss": float(loss_train.mean())},
             "test": {"acc": float(right_test.mean()), "loss": float(loss_test.mean())},
         }
-        _write_rows(folder / "membership.csv", _membership_rows(entry))
+        write_rows(folder / "membership.csv", _membership_rows(entry))
         fpr, tpr = _roc(scores[:m], scores[m:])
         _membership_figure(entry, fpr, tpr, folder / "membership_roc.svg")
         figures["membership_roc.svg"] = (
@@ -570,7 +568,7 @@ class Privacy:
             "seconds": round(seconds, 3),
             "classes": classes,
         }
-        _write_rows(folder / "inversion.csv", classes)
+        write_rows(folder / "inversion.csv", classes)
         _inversion_figure(recon, means, names, confidence, folder / "inversion.svg")
         figures["inversion.svg"] = (
             "MIFace's reconstruction of each class from the model's gradients (top, with the "
@@ -671,7 +669,7 @@ class Privacy:
                 )
                 rows.append(_extraction_row(thief_name, q, point))
             entry[thief_name] = per
-        _write_rows(folder / "extraction.csv", rows)
+        write_rows(folder / "extraction.csv", rows)
         _extraction_figure(entry, self.queries, folder / "extraction.svg")
         figures["extraction.svg"] = (
             "The thief's fidelity (agreement with the victim's classes) and test accuracy against "
@@ -742,16 +740,6 @@ def _extraction_row(thief: str, queries: int, point: dict[str, Any]) -> dict[str
         "acc_high": point["acc"]["high"],
         "seconds_per_1000": point["seconds_per_1000"],
     }
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    from mlx.record import write_text
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["attack"])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
 
 
 def _membership_figure(entry: dict[str, Any], fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:

@@ -23,7 +23,6 @@ columns stay as they are). Every number is a key of the validation gate, e.g.
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from annotated_types import Ge, Interval
 
 from mlx.analysis.evidence import DataInfo, Evidence
-from mlx.analysis.metrics import interval, proportion
+from mlx.analysis.metrics import interval, proportion, write_rows
 from mlx.errors import ConfigError
 from mlx.figures import pyplot as _plt
 from mlx.figures import save_svg as _save
@@ -263,7 +262,7 @@ class Robustness:
         done = [a for a in self.attacks if a in section]
         if not done:
             raise RuntimeError(f"every attack failed: {failed}")
-        _write_csv(folder / "robustness.csv", rows_csv)
+        write_rows(folder / "robustness.csv", rows_csv)
         section["figures"] = {
             "robustness_curve.svg": "Robust accuracy against the attack's budget (L-infinity "
             "epsilon; L2 radius for the minimal attacks), with 95% Wilson bands; the dotted line "
@@ -474,18 +473,6 @@ def _csv_row(attack: str, norm: str, budget: float, point: dict[str, Any]) -> di
         "mean_linf": point.get("mean_linf"),
         "mean_l2": point.get("mean_l2"),
     }
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import io
-
-    from mlx.record import write_text
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["attack"])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
 
 
 def _curve_figure(
