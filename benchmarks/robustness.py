@@ -348,6 +348,7 @@ def main() -> None:
     parts = ["hardening", "poisoning", "privacy"]
     parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--quick", action="store_true", help="digits, 2 epochs: tries the script")
+    parser.add_argument("--out", type=Path, default=None, help="the report's path")
     args = parser.parse_args()
     if args.quick:
         QUICK.extend(["data=digits", "trainer.max_epochs=2"])
@@ -372,7 +373,8 @@ def main() -> None:
         "# Robustness and privacy under attack (ART) on MNIST 5k",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from commit {commit()} by "
-        f"`python benchmarks/robustness.py` ({minutes:.1f} minutes) on a shared 2-core CPU "
+        f"`python benchmarks/robustness.py --parts {' '.join(args.parts)}` ({minutes:.1f} "
+        "minutes) on a shared 2-core CPU "
         "machine; the default CNN, MNIST 5k's split (3,500 train, 500 val, 1,000 test) unless "
         "a part says otherwise.",
         "",
@@ -380,8 +382,8 @@ def main() -> None:
     if args.quick:
         head[0] += " (--quick: digits, 2 epochs; a trial of the script, not a result)"
     text = "\n".join(head + body)
-    out = (
-        ROOT / "reports" / "benchmarks" / ("robustness_quick.md" if args.quick else "robustness.md")
+    out = args.out or ROOT / "reports" / "benchmarks" / (
+        "robustness_quick.md" if args.quick else "robustness.md"
     )
     out.write_text(text)
     print(text)
