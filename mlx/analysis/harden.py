@@ -219,31 +219,6 @@ def _pgd(
     batch: int = 512,
 ) -> Any:
     """ART's PGD (L-infinity, one random start) on ``net`` as ART's PyTorch classifier."""
-    import numpy as np
-    import torch
-    from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
+    from mlx.analysis.toolbox import pgd, white_box
 
-    from mlx.analysis.toolbox import quiet
-
-    with quiet():
-        low, high = clip
-        bounds = (np.asarray(low), np.asarray(high)) if np.ndim(low) else (low, high)
-        clf = PyTorchClassifier(
-            model=net,
-            loss=torch.nn.CrossEntropyLoss(),
-            input_shape=shape,
-            nb_classes=int(outputs),
-            clip_values=bounds,
-            device_type="cpu",
-        )
-        return ProjectedGradientDescent(
-            clf,
-            norm=np.inf,
-            eps=eps,
-            eps_step=2.5 * eps / steps,
-            max_iter=steps,
-            num_random_init=1,
-            batch_size=batch,
-            verbose=False,
-        )
+    return pgd(white_box(net, shape, outputs, clip), eps, steps, 1, batch)

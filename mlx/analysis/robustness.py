@@ -286,25 +286,17 @@ class Robustness:
             CarliniL2Method,
             FastGradientMethod,
             HopSkipJump,
-            ProjectedGradientDescent,
             SquareAttack,
         )
+
+        from mlx.analysis.toolbox import pgd
 
         if attack == "fgsm":
             return FastGradientMethod(
                 clf, norm=np.inf, eps=eps, eps_step=eps, batch_size=self.batch
             )
         if attack == "pgd":
-            return ProjectedGradientDescent(
-                clf,
-                norm=np.inf,
-                eps=eps,
-                eps_step=2.5 * eps / self.pgd_steps,
-                max_iter=self.pgd_steps,
-                num_random_init=self.random_starts,
-                batch_size=self.batch,
-                verbose=False,
-            )
+            return pgd(clf, eps, self.pgd_steps, self.random_starts, self.batch)
         if attack == "square":
             return SquareAttack(
                 clf,

@@ -64,18 +64,52 @@ def classifier(
                 nb_classes=classes,
                 clip_values=bounds,
             )
-        import torch
-        from art.estimators.classification import PyTorchClassifier
+        return white_box(model, shape, classes, bounds, optimizer)
 
+
+def white_box(
+    net: Any,
+    shape: tuple[int, ...],
+    classes: int,
+    clip: tuple[Any, Any],
+    optimizer: Any = None,
+) -> Any:
+    """``net`` as ART's ``PyTorchClassifier`` on CPU (cross-entropy loss, inputs clipped to
+    ``clip``: floats, or one bound per column)."""
+    import numpy as np
+    import torch
+    from art.estimators.classification import PyTorchClassifier
+
+    low, high = (np.asarray(c, dtype=np.float32) for c in clip)
+    bounds = (low, high) if low.ndim else (float(low), float(high))
+    with quiet():
         return PyTorchClassifier(
-            model=model,
+            model=net,
             loss=torch.nn.CrossEntropyLoss(),
-            input_shape=shape,
-            nb_classes=classes,
+            input_shape=tuple(shape),
+            nb_classes=int(classes),
             optimizer=optimizer,
             clip_values=bounds,
             device_type="cpu",
         )
+
+
+def pgd(clf: Any, eps: float, steps: int, random_starts: int, batch: int) -> Any:
+    """ART's L-infinity PGD on ``clf``: ``steps`` steps of ``2.5 * eps / steps`` (Madry et al.)
+    from ``random_starts`` random starts inside the epsilon ball."""
+    import numpy as np
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    return ProjectedGradientDescent(
+        clf,
+        norm=np.inf,
+        eps=eps,
+        eps_step=2.5 * eps / steps,
+        max_iter=steps,
+        num_random_init=random_starts,
+        batch_size=batch,
+        verbose=False,
+    )
 
 
 @contextlib.contextmanager
