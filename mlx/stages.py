@@ -24,15 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlx.errors import ConfigError
-
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from mlx.record import Recorder
-
-# stages of the run order that a later version of mlx implements: name -> config group
-NOT_YET = {"deploy": "deployment"}
 
 
 @dataclass
@@ -96,21 +91,17 @@ def stage_classes() -> list[type[Stage]]:
     """The stage classes in their run order (each module is light until its stage runs)."""
     from mlx.analysis.stage import AnalyseStage
     from mlx.compression.stage import CompressStage
+    from mlx.deploy.stage import DeployStage
     from mlx.engine.stage import TrainStage
     from mlx.nas.stage import SearchStage
 
-    return [SearchStage, TrainStage, CompressStage, AnalyseStage]
+    return [SearchStage, TrainStage, CompressStage, AnalyseStage, DeployStage]
 
 
 def check_stages(cfg: DictConfig, command: str) -> None:
     """Every stage's static check, in order; raises an :class:`~mlx.errors.MlxError`."""
     for stage in stage_classes():
         stage.check(cfg, command)
-    for name, group in NOT_YET.items():
-        if cfg.get(group):
-            raise ConfigError(
-                f"the {name} stage ({group}={cfg[group]}) is not available in this version of mlx; leave {group} empty."
-            )
 
 
 def build_stages(cfg: DictConfig, command: str) -> list[Stage]:

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlx")
 
 # commands that test a saved network instead of training one
-TESTING = {"eval": "mlx eval ckpt_path=PATH", "compress": "mlx compress ckpt_path=PATH"}
+TESTING = {
+    "eval": "mlx eval ckpt_path=PATH",
+    "compress": "mlx compress ckpt_path=PATH",
+    "deploy": "mlx deploy ckpt_path=PATH",
+}
 
 
 class TrainStage:

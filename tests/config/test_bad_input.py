@@ -191,9 +191,17 @@ def test_unknown_hydra_sweeper_offers_mlx() -> None:
     assert "Did you mean 'mlx'" in config_error("hydra/sweeper=mlxx", multirun=True)
 
 
-def test_group_without_options_says_so() -> None:
-    message = config_error("deployment=foo")
-    assert "'deployment' has no options yet" in message
+def test_unknown_deployment_target_names_the_options() -> None:
+    message = config_error("deployment=datacentre")
+    assert "Available options: datacenter, embedded" in message
+    assert "Did you mean 'datacenter'?" in message
+
+
+def test_deployment_settings_are_checked_before_work() -> None:
+    message = config_error("deployment=datacenter", "deployment.formats=[tflite]")
+    assert "unknown format(s) tflite" in message
+    message = config_error("deployment=embedded", "deployment.budget.max_size_kb=-1")
+    assert "deployment.budget.max_size_kb" in message
 
 
 # -- library parameters that their own annotations leave open ----------------------------------

@@ -1,0 +1,164 @@
+"""Dynamic batching: concurrent requests for one model version share one model call.
+
+A batcher takes the first waiting request at once; what else is waiting joins it, up to
+``max_batch_size`` rows. Only when other requests were waiting (there is traffic) and the batch
+is not full does it wait up to ``max_queue_delay`` for more, so a lone request never waits. The
+model runs in a worker thread (ONNX Runtime releases the GIL), so requests keep arriving and
+queueing while it runs. Requests are checked and preprocessed before they join a batch; if a
+batched call still fails, each request of it is run alone, so one bad request never fails the
+others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class _Job:
+    x: np.ndarray
+    future: asyncio.Future[np.ndarray]
+
+
+class Batcher:
+    """Joins concurrent model calls of one model version.
+
+    Args:
+        forward: the model call, ``(B, ...) float32 -> (B, K)``.
+        max_batch_size: the most rows of one call.
+        max_queue_delay: seconds a forming batch waits for more requests once others queued.
+        executor: the thread pool the model runs in.
+        observe: called with (rows, requests, seconds) after each model call (metrics).
+        enabled: False runs each request on its own call (no batching).
+    """
+
+    def __init__(
+        self,
+        forward: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_queue_delay: float,
+        executor: Executor,
+        observe: Callable[[int, int, float], None] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.forward = forward
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay
+        self.executor = executor
+        self.observe = observe
+        self.enabled = enabled
+        self.pending: deque[_Job] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a model call."""
+        return len(self.pending)
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for ``x`` (``(n, ...)``), computed in some batch."""
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self.executor, self._call, x, 1)
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self.pending.append(_Job(x, future))
+        assert self._wake is not None
+        self._wake.set()
+        return await future
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        while self.pending:
+            job = self.pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the model was unloaded"))
+
+    def _call(self, x: np.ndarray, requests: int) -> np.ndarray:
+        start = time.perf_counter()
+        y = self.forward(x)
+        if self.observe is not None:
+            self.observe(len(x), requests, time.perf_counter() - start)
+        return y
+
+    def _take(self, batch: list[_Job], rows: int) -> int:
+        while self.pending and rows + len(self.pending[0].x) <= self.max_batch_size:
+            job = self.pending.popleft()
+            if not job.future.done():  # a cancelled request (its client left) is dropped
+                batch.append(job)
+                rows += len(job.x)
+        return rows
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            if not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[_Job] = []
+            rows = self._take(batch, 0)
+            if not batch and self.pending:  # the first job alone is over max_batch_size
+                job = self.pending.popleft()
+                batch, rows = [job], len(job.x)
+            if len(batch) > 1 and rows < self.max_batch_size and self.max_queue_delay > 0:
+                deadline = loop.time() + self.max_queue_delay
+                while rows < self.max_batch_size and (left := deadline - loop.time()) > 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), left)
+                    except asyncio.TimeoutError:
+                        break
+                    rows = self._take(batch, rows)
+                    if self.pending:  # the next one does not fit: the batch is as full as it gets
+                        break
+            if not batch:
+                continue
+            await self._execute(loop, batch)
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
+        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
+        try:
+            y = await loop.run_in_executor(self.executor, self._call, x, len(batch))
+        except Exception as e:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=e)
+                return
+            for job in batch:  # one request broke the call: run each alone
+                try:
+                    _settle(
+                        job.future, await loop.run_in_executor(self.executor, self._call, job.x, 1)
+                    )
+                except Exception as each:
+                    _settle(job.future, error=each)
+            return
+        start = 0
+        for job in batch:
+            n = len(job.x)
+            _settle(job.future, y[start : start + n])
+            start += n
+
+
+def _settle(
+    future: asyncio.Future[Any], value: Any = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
