@@ -340,6 +340,20 @@ def print_summary(out: Path, recorder: Recorder) -> None:
             + (f" (failed: {failed})" if failed else ""),
             highlight=False,
         )
+    if deployed := recorder.extra.get("deployment"):
+        if deployed.get("exported"):
+            forced = (
+                " [bold red](forced past the gate)[/bold red]" if deployed.get("forced") else ""
+            )
+            console.print(
+                f"deployed: {deployed['name']} version {deployed['version']} in "
+                f"{deployed['folder']}{forced}; serve it: mlx serve {deployed['repository']}",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[bold red]not deployed[/bold red]: {deployed['reason']}", highlight=False
+            )
     files = ", ".join(
         sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name[0] != ".")
     )
