@@ -139,14 +139,16 @@ class ModelVersion:
                 data = data.astype(
                     np.float64 if sig.preprocessing["kind"] != "image" else np.float32
                 )
-                if nan == "reject" and not np.isfinite(data).all():
-                    raise RequestError(
-                        400,
-                        f"input {t.name} holds NaN or infinite values; this server rejects them "
-                        "(serve with --nan impute to fill a table's missing values as training did).",
-                    )
                 if np.isinf(data).any():
                     raise RequestError(400, f"input {t.name} holds infinite values.")
+                if np.isnan(data).any() and (
+                    nan == "reject" or sig.preprocessing["kind"] == "image"
+                ):
+                    raise RequestError(
+                        400,
+                        f"input {t.name} holds NaN values, which are refused (--nan impute fills a "
+                        "table's missing values as training did; images have none to fill).",
+                    )
             else:
                 data = np.asarray([_text(v) for v in data.reshape(-1)], dtype=object)
             out[t.name] = data

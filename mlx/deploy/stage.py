@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,9 @@ def default_name(cfg: DictConfig) -> str:
     class), so that a saved model deployed later gets the same name."""
     source = OmegaConf.select(cfg, "data.source", default=None) or {}
     data = source.get("name") or (Path(str(source["path"])).stem if source.get("path") else None)
-    data = data or str(source.get("_target_", "data")).rsplit(".", 1)[-1]
+    if not data:  # the source's class: GermanCredit -> german_credit
+        data = str(source.get("_target_", "data")).rsplit(".", 1)[-1]
+        data = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", data)
     net = str(OmegaConf.select(cfg, "model.net._target_", default="model")).rsplit(".", 1)[-1]
     name = f"{data}_{net}".lower()
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
