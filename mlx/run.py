@@ -79,6 +79,26 @@ def run(cfg: DictConfig, *, command: str = "run") -> float:
     return recorder.objective["value"]
 
 
+def run_saved(cfg: DictConfig, command: str) -> float:
+    """Run ``command`` (``compress``, ``deploy``) on the saved network ``cfg.ckpt_path``: the
+    file's own model, data, objective and seed replace the command line's, and the train stage
+    tests the file's network instead of training one."""
+    from mlx.engine.checkpoint import load
+
+    with errors_reported():
+        check_stages(cfg, command)
+        saved = load(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint"))).config
+        if saved is None:
+            raise ConfigError(
+                f"{cfg.ckpt_path} is not an mlx checkpoint (it holds no mlx config): mlx {command} "
+                "takes a checkpoint written by mlx run, or a compressed/*.onnx."
+            )
+    with open_dict(cfg):
+        for key in ("model", "data", "objective", "seed"):
+            cfg[key] = saved[key]
+    return run(cfg, command=command)
+
+
 RESUMES_FILE = "resumes.json"
 # keys that may differ between a run and its continuation
 RESUME_FREE = ("ckpt_path", "trust_checkpoint")
