@@ -7,6 +7,11 @@ model runs in a worker thread (ONNX Runtime releases the GIL), so requests keep 
 queueing while it runs. Requests are checked and preprocessed before they join a batch; if a
 batched call still fails, each request of it is run alone, so one bad request never fails the
 others.
+
+When no other request is in flight, a model call shorter than a thread hop (tens of microseconds:
+a small network on a few rows) runs on the event loop itself: the hop would cost more than the
+call. With other requests in flight the call goes to the worker thread, so that the loop reads
+them meanwhile and they form the next batch. How long a row takes is learnt from the calls.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# a call predicted to take less than this runs on the event loop rather than in a worker thread
+INLINE_SECONDS = 0.0002
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Batcher:
         executor: the thread pool the model runs in.
         observe: called with (rows, requests, seconds) after each model call (metrics).
         enabled: False runs each request on its own call (no batching).
+        in_flight: how many requests the server is working on (None: unknown, never inline).
     """
 
     def __init__(
@@ -49,6 +58,7 @@ class Batcher:
         executor: Executor,
         observe: Callable[[int, int, float], None] | None = None,
         enabled: bool = True,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.forward = forward
         self.max_batch_size = max_batch_size
@@ -56,7 +66,9 @@ class Batcher:
         self.executor = executor
         self.observe = observe
         self.enabled = enabled
+        self.in_flight = in_flight
         self.pending: deque[_Job] = deque()
+        self.row_seconds: float | None = None  # a running mean of a call's time per row
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -69,7 +81,7 @@ class Batcher:
         """The model's output for ``x`` (``(n, ...)``), computed in some batch."""
         loop = asyncio.get_running_loop()
         if not self.enabled:
-            return await loop.run_in_executor(self.executor, self._call, x, 1)
+            return await self._run_call(loop, x, 1)
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
@@ -90,9 +102,24 @@ class Batcher:
     def _call(self, x: np.ndarray, requests: int) -> np.ndarray:
         start = time.perf_counter()
         y = self.forward(x)
+        seconds = time.perf_counter() - start
+        per_row = seconds / max(1, len(x))
+        self.row_seconds = (
+            per_row if self.row_seconds is None else 0.9 * self.row_seconds + 0.1 * per_row
+        )
         if self.observe is not None:
-            self.observe(len(x), requests, time.perf_counter() - start)
+            self.observe(len(x), requests, seconds)
         return y
+
+    async def _run_call(
+        self, loop: asyncio.AbstractEventLoop, x: np.ndarray, requests: int
+    ) -> np.ndarray:
+        """The model call: on the loop when it is predicted shorter than a thread hop and no other
+        request waits for the loop, else in a worker thread."""
+        short = self.row_seconds is not None and self.row_seconds * len(x) < INLINE_SECONDS
+        if short and self.in_flight is not None and self.in_flight() <= requests:
+            return self._call(x, requests)
+        return await loop.run_in_executor(self.executor, self._call, x, requests)
 
     def _take(self, batch: list[_Job], rows: int) -> int:
         while self.pending and rows + len(self.pending[0].x) <= self.max_batch_size:
@@ -133,16 +160,14 @@ class Batcher:
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
         x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
         try:
-            y = await loop.run_in_executor(self.executor, self._call, x, len(batch))
+            y = await self._run_call(loop, x, len(batch))
         except Exception as e:
             if len(batch) == 1:
                 _settle(batch[0].future, error=e)
                 return
             for job in batch:  # one request broke the call: run each alone
                 try:
-                    _settle(
-                        job.future, await loop.run_in_executor(self.executor, self._call, job.x, 1)
-                    )
+                    _settle(job.future, await self._run_call(loop, job.x, 1))
                 except Exception as each:
                     _settle(job.future, error=each)
             return

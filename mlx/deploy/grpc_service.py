@@ -70,6 +70,7 @@ async def start_grpc(server: Server, host: str, port: int) -> Any:
         async def ModelInfer(self, request: Any, context: Any) -> Any:
             start = time.perf_counter()
             status = 200
+            server.in_flight += 1
             try:
                 entry = server.registry.get(request.model_name, request.model_version or None)
                 decoded = decode_grpc(request)
@@ -79,6 +80,7 @@ async def start_grpc(server: Server, host: str, port: int) -> Any:
                 status = e.status
                 await abort(context, e)
             finally:
+                server.in_flight -= 1
                 server.count(request.model_name, "grpc", status, time.perf_counter() - start)
 
         async def RepositoryIndex(self, request: Any, context: Any) -> Any:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -177,8 +178,15 @@ class Registry:
     """The loaded model versions; loading happens in a worker thread, while the server answers
     (not ready) for the loading version."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        executor: ThreadPoolExecutor,
+        in_flight: Callable[[], int],
+    ) -> None:
         self.settings = settings
+        self.in_flight = in_flight
         self.metrics = metrics
         self.executor = executor
         self.entries: dict[str, dict[int, Entry]] = {}
@@ -223,6 +231,7 @@ class Registry:
             executor=self.executor,
             observe=observe,
             enabled=self.settings.batching,
+            in_flight=self.in_flight,
         )
         entry.state = "READY"
         m.ready.labels(name, str(version)).set(1)
@@ -285,7 +294,8 @@ class Server:
         self.executor = ThreadPoolExecutor(
             max_workers=max(4, settings.threads * 2), thread_name_prefix="mlx-model"
         )
-        self.registry = Registry(settings, self.metrics, self.executor)
+        self.registry = Registry(settings, self.metrics, self.executor, lambda: self.in_flight)
+        self.in_flight = 0  # inference requests being worked on (the batchers read it)
         self.started = time.time()
 
     async def load_all(self, wanted: list[tuple[str, int]]) -> None:
@@ -430,6 +440,45 @@ _INFER_RESPONSE = {
 }
 
 
+class AccessLog:
+    """One JSON line per request on the ``mlx.serve.access`` logger: a plain ASGI wrapper (not
+    Starlette's BaseHTTPMiddleware, whose task group and streams cost more than the rest of a
+    small model's request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client")
+            access.info(
+                json.dumps(
+                    {
+                        "time": round(time.time(), 3),
+                        "client": client[0] if client else None,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 3),
+                    }
+                )
+            )
+
+
 def _responses(ok: dict[str, Any], *codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: 200 with ``ok``'s schema, and each error code with ``{"error"}``."""
     why = {
@@ -498,28 +547,14 @@ def create_app(settings: Settings | None = None) -> Any:
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         return error(exc.status, exc.message)
 
-    @app.middleware("http")
-    async def log_access(request: Request, call_next: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # a bug, not the client's: answered, logged, and the server goes on
-            log.exception("request %s %s failed", request.method, request.url.path)
-            response = error(500, "internal server error (see the server's log)")
-        if settings.access_log:
-            access.info(
-                json.dumps(
-                    {
-                        "time": round(time.time(), 3),
-                        "client": request.client.host if request.client else None,
-                        "method": request.method,
-                        "path": request.url.path,
-                        "status": response.status_code,
-                        "ms": round((time.perf_counter() - start) * 1000, 3),
-                    }
-                )
-            )
-        return response
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # a bug, not the client's: answered, logged, and the server goes on
+        log.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, "internal server error (see the server's log)")
+
+    if settings.access_log:
+        app.add_middleware(AccessLog)
 
     @app.get("/v2", responses=_responses({"type": "object"}))
     async def server_metadata() -> dict[str, Any]:
@@ -586,6 +621,7 @@ def create_app(settings: Settings | None = None) -> Any:
     async def infer(request: Request, name: str, version: str | None) -> Response:
         start = time.perf_counter()
         status = 200
+        server.in_flight += 1
         try:
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
@@ -611,6 +647,7 @@ def create_app(settings: Settings | None = None) -> Any:
             status = e.status
             return error(e.status, e.message)
         finally:
+            server.in_flight -= 1
             server.count(name, "rest", status, time.perf_counter() - start)
 
     infer_doc = {
