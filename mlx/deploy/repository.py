@@ -71,7 +71,10 @@ def publish(repo: Path, name: str, write: Callable[[Path, int], None]) -> tuple[
 def resolve(spec: str) -> tuple[Path, str, int | None]:
     """``REPO/NAME`` or ``REPO/NAME:VERSION`` (or ``REPO/NAME/VERSION``) -> (repo, name,
     version or None for the latest)."""
-    path, _, pinned = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+    has_colon = ":" in Path(spec).name
+    path, _, pinned = spec.rpartition(":") if has_colon else (spec, "", "")
+    if has_colon and not pinned:
+        raise ModelLoadError(f"{spec}: give a version after ':' (NAME:VERSION), or drop the ':'.")
     p = Path(path)
     if p.name.isdigit() and not pinned:
         pinned, p = p.name, p.parent

@@ -551,3 +551,8 @@ def test_bad_deployment_config_is_refused_before_training(
     assert result.returncode == 2, result.output
     assert "mlx: error:" in result.stderr and "Traceback" not in result.output
     assert not out.exists() and not repo.exists()
+
+
+def test_resolve_refuses_a_colon_without_a_version() -> None:
+    with pytest.raises(ModelLoadError, match="give a version after ':'"):
+        resolve("models/digits_cnn:")
