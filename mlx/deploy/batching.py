@@ -2,7 +2,8 @@
 
 A batcher takes the first waiting request at once; what else is waiting joins it, up to
 ``max_batch_size`` rows. Only when other requests were waiting (there is traffic) and the batch
-is not full does it wait up to ``max_queue_delay`` for more, so a lone request never waits. The
+is not full does it wait up to ``max_queue_delay`` for more, and only while requests the server
+is still reading may join it, so a lone request never waits. The
 model runs in a worker thread (ONNX Runtime releases the GIL), so requests keep arriving and
 queueing while it runs. Requests are checked and preprocessed before they join a batch; if a
 batched call still fails, each request of it is run alone, so one bad request never fails the
@@ -121,6 +122,12 @@ class Batcher:
             return self._call(x, requests)
         return await loop.run_in_executor(self.executor, self._call, x, requests)
 
+    def _more_coming(self, batched: int) -> bool:
+        """Whether requests the server is reading may still join the batch: waiting for more is
+        pointless when every request in flight is in it already (a closed loop of 8 clients
+        never fills a batch of 64)."""
+        return self.in_flight is None or self.in_flight() > batched
+
     def _take(self, batch: list[_Job], rows: int) -> int:
         while self.pending and rows + len(self.pending[0].x) <= self.max_batch_size:
             job = self.pending.popleft()
@@ -144,7 +151,11 @@ class Batcher:
                 batch, rows = [job], len(job.x)
             if len(batch) > 1 and rows < self.max_batch_size and self.max_queue_delay > 0:
                 deadline = loop.time() + self.max_queue_delay
-                while rows < self.max_batch_size and (left := deadline - loop.time()) > 0:
+                while (
+                    rows < self.max_batch_size
+                    and self._more_coming(len(batch))
+                    and (left := deadline - loop.time()) > 0
+                ):
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), left)

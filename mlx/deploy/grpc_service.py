@@ -70,9 +70,10 @@ async def start_grpc(server: Server, host: str, port: int) -> Any:
         async def ModelInfer(self, request: Any, context: Any) -> Any:
             start = time.perf_counter()
             status = 200
-            server.in_flight += 1
+            entry = None
             try:
                 entry = server.registry.get(request.model_name, request.model_version or None)
+                entry.in_flight += 1
                 decoded = decode_grpc(request)
                 results = await server.infer(entry, decoded)
                 return encode_grpc(pb, entry.name, entry.version, decoded, results)
@@ -80,7 +81,8 @@ async def start_grpc(server: Server, host: str, port: int) -> Any:
                 status = e.status
                 await abort(context, e)
             finally:
-                server.in_flight -= 1
+                if entry is not None:
+                    entry.in_flight -= 1
                 server.count(request.model_name, "grpc", status, time.perf_counter() - start)
 
         async def RepositoryIndex(self, request: Any, context: Any) -> Any:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -172,6 +171,7 @@ class Entry:
     reason: str = ""
     model: ModelVersion | None = None
     batcher: Batcher | None = None
+    in_flight: int = 0  # its inference requests being read, checked or run (the batcher reads it)
 
 
 class Registry:
@@ -183,10 +183,8 @@ class Registry:
         settings: Settings,
         metrics: Metrics,
         executor: ThreadPoolExecutor,
-        in_flight: Callable[[], int],
     ) -> None:
         self.settings = settings
-        self.in_flight = in_flight
         self.metrics = metrics
         self.executor = executor
         self.entries: dict[str, dict[int, Entry]] = {}
@@ -231,7 +229,7 @@ class Registry:
             executor=self.executor,
             observe=observe,
             enabled=self.settings.batching,
-            in_flight=self.in_flight,
+            in_flight=lambda: entry.in_flight,
         )
         entry.state = "READY"
         m.ready.labels(name, str(version)).set(1)
@@ -294,8 +292,7 @@ class Server:
         self.executor = ThreadPoolExecutor(
             max_workers=max(4, settings.threads * 2), thread_name_prefix="mlx-model"
         )
-        self.registry = Registry(settings, self.metrics, self.executor, lambda: self.in_flight)
-        self.in_flight = 0  # inference requests being worked on (the batchers read it)
+        self.registry = Registry(settings, self.metrics, self.executor)
         self.started = time.time()
 
     async def load_all(self, wanted: list[tuple[str, int]]) -> None:
@@ -621,7 +618,7 @@ def create_app(settings: Settings | None = None) -> Any:
     async def infer(request: Request, name: str, version: str | None) -> Response:
         start = time.perf_counter()
         status = 200
-        server.in_flight += 1
+        entry = None
         try:
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
@@ -630,6 +627,7 @@ def create_app(settings: Settings | None = None) -> Any:
                     f"the request body is {int(length)} bytes; this server takes at most {settings.max_request_bytes} (--max-request-mb).",
                 )
             entry = server.registry.get(name, version)
+            entry.in_flight += 1
             body = bytearray()
             async for chunk in request.stream():
                 body += chunk
@@ -647,7 +645,8 @@ def create_app(settings: Settings | None = None) -> Any:
             status = e.status
             return error(e.status, e.message)
         finally:
-            server.in_flight -= 1
+            if entry is not None:
+                entry.in_flight -= 1
             server.count(name, "rest", status, time.perf_counter() - start)
 
     infer_doc = {

@@ -355,7 +355,23 @@ def test_a_lone_request_never_waits_for_the_queue_delay() -> None:
     assert calls == [1]
 
 
-def test_batches_respect_the_size_limit_and_one_bad_request_fails_alone() -> None:
+@pytest.mark.parametrize(("in_flight", "waits"), [(2, False), (3, True)])
+def test_a_forming_batch_waits_only_for_requests_being_read(in_flight: int, waits: bool) -> None:
+    """Two requests queued together: with only those two in flight nothing more can come, so the
+    batch runs at once; with a third being read, it waits (up to the delay) for it."""
+    batcher, calls = _batcher(lambda x: x, max_queue_delay=0.5, in_flight=lambda: in_flight)
+
+    async def pair() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(batcher.submit(np.ones((1, 2), np.float32)) for _ in range(2)))
+        return time.perf_counter() - start
+
+    seconds = asyncio.run(pair())
+    assert calls == [2]
+    assert (seconds >= 0.5) if waits else (seconds < 0.25)
+
+
+
     def forward(x: np.ndarray) -> np.ndarray:
         time.sleep(0.01)
         if np.isnan(x).any():
