@@ -756,10 +756,11 @@ def why(
         from mlx.deploy import batching
 
         inline = getattr(batching, "INLINE_SECONDS", None)
-        where = f"predicted over {inline * 1000:g} ms " if inline else ""
+        under = f" and predicted under {inline * 1000:g} ms" if inline else ""
         lines.append(
             "- mlx serve answers gRPC (grpc.aio) on the event loop that serves REST, and runs a "
-            f"model call {where}in a worker thread; the bare handler has no gRPC "
+            "request's model call on that loop when no other request for the model is in flight"
+            f"{under}, in a worker thread otherwise; the bare handler has no gRPC "
             "and runs every call on its event loop. p50 at concurrency 1 (ms), mlx serve with "
             "gRPC on -> off (`--grpc-port 0`), beside the bare handler and one model call: "
             + "; ".join(grpc)

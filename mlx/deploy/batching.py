@@ -9,10 +9,11 @@ queueing while it runs. Requests are checked and preprocessed before they join a
 batched call still fails, each request of it is run alone, so one bad request never fails the
 others.
 
-When no other request is in flight, a model call shorter than a thread hop (tens of microseconds:
-a small network on a few rows) runs on the event loop itself: the hop would cost more than the
-call. With other requests in flight the call goes to the worker thread, so that the loop reads
-them meanwhile and they form the next batch. How long a row takes is learnt from the calls.
+When no other request for the model is in flight, its call runs on the event loop itself (up to
+a predicted 10 ms, so health checks never wait long): the hand-off to a worker thread would cost
+more than it buys, since nothing else waits for the loop. With other requests in flight the call
+goes to the worker thread, so that the loop reads them meanwhile and they form the next batch.
+How long a row takes is learnt from the calls.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-# a call predicted to take less than this runs on the event loop rather than in a worker thread
-INLINE_SECONDS = 0.0002
+# a call of a request alone, predicted to take less than this, runs on the event loop rather than
+# in a worker thread
+INLINE_SECONDS = 0.01
 
 
 @dataclass
@@ -115,8 +117,8 @@ class Batcher:
     async def _run_call(
         self, loop: asyncio.AbstractEventLoop, x: np.ndarray, requests: int
     ) -> np.ndarray:
-        """The model call: on the loop when it is predicted shorter than a thread hop and no other
-        request waits for the loop, else in a worker thread."""
+        """The model call: on the loop when no other request waits for it and the call is predicted
+        short, else in a worker thread."""
         short = self.row_seconds is not None and self.row_seconds * len(x) < INLINE_SECONDS
         if short and self.in_flight is not None and self.in_flight() <= requests:
             return self._call(x, requests)
