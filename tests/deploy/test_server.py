@@ -370,8 +370,6 @@ def test_a_forming_batch_waits_only_for_requests_being_read(in_flight: int, wait
     assert calls == [2]
     assert (seconds >= 0.5) if waits else (seconds < 0.25)
 
-
-
     def forward(x: np.ndarray) -> np.ndarray:
         time.sleep(0.01)
         if np.isnan(x).any():
