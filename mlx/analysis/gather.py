@@ -85,9 +85,7 @@ def raw_columns(dm: Any) -> Any:
     module restored from the disk cache keeps only the encoding: the source is read again."""
     import pandas as pd
 
-    features = dm._data().features
-    if features is None:  # restored from input.cache=disk
-        features = dm.source().features
+    features = dm.raw_features()
     return features if isinstance(features, pd.DataFrame) else None
 
 

@@ -5,6 +5,7 @@ This module imports torch and Lightning; ``mlx.data`` imports it on first use on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
@@ -239,6 +240,15 @@ class ArrayDataModule(pl.LightningDataModule):
                 "ArrayDataModule: call setup() before reading its shapes or loaders."
             )
         return self._loaded
+
+    def raw_features(self) -> np.ndarray | Any:
+        """The source's features before encoding: the image array or the DataFrame of raw
+        columns. A disk cache hit keeps only the encoded splits, so the source is loaded again
+        (once) to give them."""
+        data = self._data()
+        if data.features is None:
+            self._loaded = dataclasses.replace(data, features=self.source().features)
+        return self._data().features
 
     @property
     def task(self) -> str:

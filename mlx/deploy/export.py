@@ -44,11 +44,9 @@ def held_out(
     dm: Any, pre: dict[str, Any], rows: int = CHECK_ROWS
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Raw test inputs as a client sends them, and the data module's encoding of the same rows."""
-    data = dm._data()
+    every = dm.raw_features()
     index = dm.indices["test"][:rows]
-    features = (
-        data.features[index] if isinstance(data.features, np.ndarray) else data.features.iloc[index]
-    )
+    features = every[index] if isinstance(every, np.ndarray) else every.iloc[index]
     encoded = dm.datasets["test"].tensors[0][: len(index)].numpy()
     return raw_rows(pre, features), encoded
 

@@ -187,8 +187,7 @@ def preprocessing_of(dm: Any) -> dict[str, Any]:
     plain data: per-channel standardisation of images, or, for a table, each numeric column's
     imputation value (and mean and scale when standardised) and each categorical column's
     imputation value and categories (one-hot, unknown categories all zeros)."""
-    data = dm._data()
-    if isinstance(data.features, np.ndarray):
+    if isinstance(dm.raw_features(), np.ndarray):
         stats = dm.channel_stats
         return {
             "kind": "image",
@@ -197,7 +196,7 @@ def preprocessing_of(dm: Any) -> dict[str, Any]:
         }
     transformer = dm.preprocessor
     if transformer is None:  # a disk cache hit keeps only the encoded splits: fit it again
-        dm._fit_table(data, dm.indices["train"])
+        dm._fit_table(dm._data(), dm.indices["train"])
         transformer = dm.preprocessor
     numeric: list[dict[str, Any]] = []
     categorical: list[dict[str, Any]] = []

@@ -556,3 +556,13 @@ def test_bad_deployment_config_is_refused_before_training(
 def test_resolve_refuses_a_colon_without_a_version() -> None:
     with pytest.raises(ModelLoadError, match="give a version after ':'"):
         resolve("models/digits_cnn:")
+
+
+def test_export_after_a_disk_cache_hit(tmp_path: Path) -> None:
+    """A disk cache hit keeps only the encoded splits: the export reads the raw rows again."""
+    cache = ["input.cache=disk", f"input.cache_dir={tmp_path / 'cache'}"]
+    export(tmp_path / "first", "breast_cancer_mlp", cache)
+    export(tmp_path / "second", "breast_cancer_mlp", cache)  # from the cache
+    sig = json.loads((tmp_path / "second/models/breast_cancer_mlp/1/signature.json").read_text())
+    assert sig["checks"]["preprocessing_max_abs_diff"] == 0.0
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
