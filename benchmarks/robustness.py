@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -333,12 +332,9 @@ def privacy_lines(p: dict[str, Any]) -> list[str]:
 
 
 def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
+    from mlx.record import git_state
+
+    return (git_state(ROOT)["sha"] or "unknown")[:7]
 
 
 def main() -> None:

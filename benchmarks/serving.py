@@ -618,12 +618,9 @@ def versions() -> str:
 
 
 def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
+    from mlx.record import git_state
+
+    return (git_state(ROOT)["sha"] or "unknown")[:7]
 
 
 def deploy_code() -> str:

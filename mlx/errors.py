@@ -46,6 +46,12 @@ def report(error: BaseException | str) -> int:
     return getattr(error, "exit_code", MlxError.exit_code)
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest of ``options``, or an empty string."""
     import difflib

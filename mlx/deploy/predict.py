@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mlx.deploy.runtime import RUNTIMES, InputTensor, ModelVersion, RequestError
+from mlx.deploy.runtime import NAN_POLICIES, RUNTIMES, InputTensor, ModelVersion, RequestError
 from mlx.errors import MlxError, UsageError
 
 DESCRIPTION = """\
@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--nan",
-        choices=("reject", "impute"),
+        choices=NAN_POLICIES,
         default="reject",
         help="a missing number: refuse the row (default), or fill a table's column as training "
         "did (the same as mlx serve --nan)",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlx.deploy.signature import NUMERIC, ModelLoadError, Signature, preprocess, read_signature
+from mlx.errors import first_line
 
 RUNTIMES = ("onnx", "torchscript")
 NAN_POLICIES = ("reject", "impute")
@@ -227,7 +228,9 @@ def _onnx_call(path: Path, threads: int) -> Any:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({_first_line(e)}).") from None
+        raise ModelLoadError(
+            f"{path}: ONNX Runtime cannot load it ({first_line(e)[:300]})."
+        ) from None
     name = session.get_inputs()[0].name
 
     def call(x: np.ndarray) -> np.ndarray:
@@ -243,7 +246,7 @@ def _torch_call(path: Path, threads: int) -> Any:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
         raise ModelLoadError(
-            f"{path}: torch cannot load it as TorchScript ({_first_line(e)})."
+            f"{path}: torch cannot load it as TorchScript ({first_line(e)[:300]})."
         ) from None
 
     def call(x: np.ndarray) -> np.ndarray:
@@ -253,8 +256,3 @@ def _torch_call(path: Path, threads: int) -> Any:
             return module(torch.from_numpy(x)).numpy()
 
     return call
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__

@@ -8,6 +8,7 @@ import socket
 import sys
 from typing import NoReturn
 
+from mlx.deploy.runtime import NAN_POLICIES, RUNTIMES
 from mlx.errors import UsageError
 
 DESCRIPTION = """\
@@ -80,12 +81,12 @@ def parser() -> argparse.ArgumentParser:
         help="largest request body (default 64 MB); larger ones get 413",
     )
     p.add_argument(
-        "--nan", choices=("reject", "impute"), default="reject",
+        "--nan", choices=NAN_POLICIES, default="reject",
         help="NaN in a numeric input: reject it with 400 (default), or impute it as training did (tables)",
     )  # fmt: skip
     p.add_argument(
         "--runtime",
-        choices=("onnx", "torchscript"),
+        choices=RUNTIMES,
         help="which file of each version runs (default: ONNX)",
     )
     p.add_argument(
@@ -163,5 +164,5 @@ def main(argv: list[str]) -> int:
         if settings.batching
         else "no batching",
     )
-    run(settings)
+    run(settings, wanted)
     return 0

@@ -293,7 +293,6 @@ class Server:
             max_workers=max(4, settings.threads * 2), thread_name_prefix="mlx-model"
         )
         self.registry = Registry(settings, self.metrics, self.executor)
-        self.started = time.time()
 
     async def load_all(self, wanted: list[tuple[str, int]]) -> None:
         for name, version in wanted:
@@ -492,13 +491,17 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[int | str, dict[str, Any
     return out
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(
+    settings: Settings | None = None, wanted: list[tuple[str, int]] | None = None
+) -> Any:
     """The FastAPI app for ``settings`` (read from ``MLX_SERVE_SETTINGS`` when None: each worker
-    process of ``--workers N`` builds its own)."""
+    process of ``--workers N`` builds its own) and the versions ``wanted_versions`` chose (found
+    again when None)."""
     if settings is None:
         settings = Settings(**json.loads(os.environ[SETTINGS_ENV]))
     server = Server(settings)
-    wanted = wanted_versions(settings)
+    if wanted is None:
+        wanted = wanted_versions(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -749,11 +752,11 @@ def _zeros(t: Any) -> list[Any]:
     return [""] * n if t.datatype == "BYTES" else [0.0] * n
 
 
-def run(settings: Settings) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+def run(settings: Settings, wanted: list[tuple[str, int]]) -> None:
+    """Serve ``wanted`` (checked by :func:`wanted_versions`) until interrupted (Ctrl-C or
+    SIGTERM)."""
     import uvicorn
 
-    wanted_versions(settings)  # refuse a bad repository before anything starts
     common = {
         "host": settings.host,
         "port": settings.http_port,
@@ -762,7 +765,7 @@ def run(settings: Settings) -> None:
         "timeout_graceful_shutdown": 5,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, wanted), **common)
         return
     import tempfile
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlx.errors import MlxError
+from mlx.errors import MlxError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -112,7 +112,7 @@ def _load_onnx(path: Path) -> Loaded:
     try:
         model = onnx.load(str(path))
     except Exception as e:
-        raise CheckpointError(f"{path} is not a readable ONNX model ({_first_line(e)}).") from None
+        raise CheckpointError(f"{path} is not a readable ONNX model ({first_line(e)}).") from None
     meta = {p.key: p.value for p in model.metadata_props}
     if ONNX_CONFIG_KEY not in meta or ONNX_INFO_KEY not in meta:
         raise CheckpointError(
@@ -131,11 +131,6 @@ def _unreadable(path: Path, e: BaseException) -> str:
         f"another format; {type(e).__name__}). Give a .ckpt written by mlx run or a "
         "compressed/*.onnx written by the compress stage."
     )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def onnx_with_metadata(model_bytes: bytes, config: dict[str, Any], info: dict[str, Any]) -> bytes:
@@ -174,7 +169,7 @@ def restore(model: Any, loaded: Loaded, data: str = "the data") -> None:
     except RuntimeError as e:
         raise CheckpointError(
             f"{loaded.path} holds weights of another network than the one built here "
-            f"({_first_line(e)})."
+            f"({first_line(e)})."
         ) from None
 
 
